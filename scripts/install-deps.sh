@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine needs to build and test pg_workflow.
+# Idempotent: every step is skipped when its result is already there.
+set -euo pipefail
+
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+need_apt=()
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" </dev/null
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q '0.18.1'; then
+  echo "== cargo install cargo-pgrx 0.18.1 (takes a few minutes)"
+  cargo install cargo-pgrx --version =0.18.1 --locked </dev/null
+fi
+
+# Rewriting ~/.pgrx/config.toml forces a rebuild of pgrx-pg-sys, so only init when pg15 is missing.
+if ! grep -qs '^pg15' "$HOME/.pgrx/config.toml"; then
+  echo "== cargo pgrx init --pg15"
+  cargo pgrx init --pg15 "$PG_CONFIG" </dev/null
+fi
+
+# The integration suite and the Python client example use psycopg 3 and pytest.
+if ! python3 -c 'import psycopg, pytest' 2>/dev/null; then
+  echo "== pip install psycopg pytest"
+  python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' </dev/null
+fi

@@ -1,0 +1,59 @@
+-- The SQL surface of pg_workflow (SPEC.md). Each function is a C entry point in the Rust
+-- module named beside it. All are VOLATILE and SECURITY INVOKER: the caller's own privileges
+-- on the workflow tables apply.
+
+-- executor.rs ---------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.register_executor(executor_id text, app_version text DEFAULT NULL)
+RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_register_executor';
+COMMENT ON FUNCTION workflow.register_executor(text, text) IS
+  'Registers an executor (or renews it) and returns when its lease expires.';
+
+CREATE FUNCTION workflow.heartbeat(executor_id text)
+RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_heartbeat';
+COMMENT ON FUNCTION workflow.heartbeat(text) IS
+  'Renews an executor''s lease and returns when it now expires.';
+
+-- workflow.rs ---------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.start(name text, input jsonb DEFAULT NULL,
+                               INOUT workflow_id text DEFAULT NULL,
+                               executor_id text DEFAULT NULL, timeout interval DEFAULT NULL,
+                               OUT status text, OUT output jsonb, OUT error jsonb,
+                               OUT last_step int, OUT claimed bool)
+RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_start';
+COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval) IS
+  'Starts a run, or returns the existing one with that id; claimed = true means: execute the body now.';
+
+CREATE FUNCTION workflow.finish(workflow_id text, output jsonb DEFAULT NULL)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_finish';
+COMMENT ON FUNCTION workflow.finish(text, jsonb) IS 'Ends a PENDING run with SUCCESS.';
+
+CREATE FUNCTION workflow.fail(workflow_id text, error jsonb)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_fail';
+COMMENT ON FUNCTION workflow.fail(text, jsonb) IS 'Ends a PENDING run with ERROR.';
+
+CREATE FUNCTION workflow.cancel(workflow_id text)
+RETURNS bool LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_cancel';
+COMMENT ON FUNCTION workflow.cancel(text) IS
+  'Cancels a run that has not ended; its body stops at its next step call. False if it had already ended.';
+
+CREATE FUNCTION workflow.wait(INOUT workflow_id text, timeout interval DEFAULT NULL,
+                              OUT status text, OUT output jsonb, OUT error jsonb)
+RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_wait';
+COMMENT ON FUNCTION workflow.wait(text, interval) IS
+  'Blocks until the run ends or the timeout passes (NULL: no timeout), then returns its state.';
+
+-- step.rs -------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.step_get(workflow_id text, step int, step_name text,
+                                  OUT found bool, OUT output jsonb, OUT error jsonb)
+RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_step_get';
+COMMENT ON FUNCTION workflow.step_get(text, int, text) IS
+  'Returns the checkpoint of a step, if recorded. Raises WF003 if the run is cancelled, WF002 on another step name.';
+
+CREATE FUNCTION workflow.step_put(workflow_id text, step int, step_name text,
+                                  output jsonb DEFAULT NULL, error jsonb DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_step_put';
+COMMENT ON FUNCTION workflow.step_put(text, int, text, jsonb, jsonb) IS
+  'Checkpoints a step of a PENDING run. The first write wins; a second raises 23505.';

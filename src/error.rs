@@ -1,0 +1,168 @@
+//! Every way a call can be rejected, each with a documented SQLSTATE.
+//!
+//! pgrx can only raise the standard SQLSTATEs it knows as `PgSqlErrorCode`; our own class `WF`
+//! would come out as XX000. So `raise` calls Postgres' `ereport` machinery itself, the same way
+//! pgrx's `do_ereport` does, and it is only ever called from the outermost frame of a SQL entry
+//! point (see `fmgr.rs`), after all Rust values have been dropped.
+
+use std::ffi::{c_char, c_int, CString};
+use std::fmt;
+
+/// A rejected call. The README's error table lists the same codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowError {
+    NullArgument { arg: &'static str },
+    EmptyArgument { arg: &'static str },
+    InvalidStep { step: i32 },
+    NegativeInterval { arg: &'static str },
+    PayloadTooLarge { arg: &'static str, bytes: usize, limit: usize },
+    UnknownWorkflow { workflow_id: String },
+    UnknownExecutor { executor_id: String },
+    NameMismatch { workflow_id: String, existing: String, requested: String },
+    Nondeterministic { workflow_id: String, step: i32, recorded: String, requested: String },
+    StepAlreadyRecorded { workflow_id: String, step: i32 },
+    Cancelled { workflow_id: String },
+    DeadlineExceeded { workflow_id: String },
+    NotRunning { workflow_id: String, status: String },
+    NeedsReadCommitted { function: &'static str },
+}
+
+pub type Result<T> = std::result::Result<T, WorkflowError>;
+
+impl WorkflowError {
+    /// The five-character SQLSTATE a client sees.
+    pub fn sqlstate(&self) -> &'static str {
+        use WorkflowError::*;
+        match self {
+            NullArgument { .. } => "22004",
+            EmptyArgument { .. } | InvalidStep { .. } | NegativeInterval { .. } => "22023",
+            PayloadTooLarge { .. } => "54000",
+            UnknownWorkflow { .. } => "WF001",
+            Nondeterministic { .. } => "WF002",
+            Cancelled { .. } | DeadlineExceeded { .. } => "WF003",
+            UnknownExecutor { .. } => "WF004",
+            NameMismatch { .. } | StepAlreadyRecorded { .. } => "23505",
+            NotRunning { .. } => "55000",
+            NeedsReadCommitted { .. } => "0A000",
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        use WorkflowError::*;
+        match self {
+            UnknownExecutor { .. } => Some("Call workflow.register_executor() first."),
+            Nondeterministic { .. } => {
+                Some("The workflow body must call the same steps in the same order on replay.")
+            }
+            StepAlreadyRecorded { .. } => {
+                Some("Another executor owns this run; this one must stop executing it.")
+            }
+            Cancelled { .. } | DeadlineExceeded { .. } => Some("Stop executing this workflow."),
+            PayloadTooLarge { .. } => Some("Raise workflow.max_payload_size, or store the data elsewhere and pass a reference."),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use WorkflowError::*;
+        match self {
+            NullArgument { arg } => write!(f, "{arg} must not be NULL"),
+            EmptyArgument { arg } => write!(f, "{arg} must not be empty"),
+            InvalidStep { step } => write!(f, "step must be 1 or more, got {step}"),
+            NegativeInterval { arg } => write!(f, "{arg} must not be negative"),
+            PayloadTooLarge { arg, bytes, limit } => {
+                write!(f, "{arg} is {bytes} bytes, over workflow.max_payload_size ({limit} bytes)")
+            }
+            UnknownWorkflow { workflow_id } => write!(f, "workflow \"{workflow_id}\" does not exist"),
+            UnknownExecutor { executor_id } => write!(f, "executor \"{executor_id}\" is not registered"),
+            NameMismatch { workflow_id, existing, requested } => write!(
+                f,
+                "workflow_id \"{workflow_id}\" is already used by a run of \"{existing}\", not \"{requested}\""
+            ),
+            Nondeterministic { workflow_id, step, recorded, requested } => write!(
+                f,
+                "nondeterministic workflow \"{workflow_id}\": step {step} was recorded as \"{recorded}\", now called \"{requested}\""
+            ),
+            StepAlreadyRecorded { workflow_id, step } => {
+                write!(f, "step {step} of workflow \"{workflow_id}\" is already recorded")
+            }
+            Cancelled { workflow_id } => write!(f, "workflow \"{workflow_id}\" is cancelled"),
+            DeadlineExceeded { workflow_id } => {
+                write!(f, "workflow \"{workflow_id}\" has passed its timeout deadline")
+            }
+            NotRunning { workflow_id, status } => {
+                write!(f, "workflow \"{workflow_id}\" is {status}, not PENDING")
+            }
+            NeedsReadCommitted { function } => {
+                write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")
+            }
+        }
+    }
+}
+
+/// Encodes a five-character SQLSTATE the way Postgres' MAKE_SQLSTATE macro does.
+pub fn make_sqlstate(code: &str) -> c_int {
+    code.bytes()
+        .enumerate()
+        .map(|(i, ch)| (((ch as c_int) - ('0' as c_int)) & 0x3F) << (6 * i))
+        .sum()
+}
+
+// Postgres' error API; pgrx keeps its own declarations private.
+unsafe extern "C-unwind" {
+    fn errstart(elevel: c_int, domain: *const c_char) -> bool;
+    fn errcode(sqlerrcode: c_int) -> c_int;
+    fn errmsg(fmt: *const c_char, ...) -> c_int;
+    fn errhint(fmt: *const c_char, ...) -> c_int;
+    fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
+}
+
+/// Raises `err` as an ERROR. Never returns: Postgres longjmps to the caller's error handler.
+///
+/// # Safety
+/// Call only from the outermost Rust frame of a function Postgres called, with nothing left
+/// whose destructor matters: the longjmp skips every Rust frame above the handler.
+pub unsafe fn raise(err: WorkflowError) -> ! {
+    let code = make_sqlstate(err.sqlstate());
+    let message = CString::new(err.to_string().replace('\0', "")).unwrap_or_default();
+    let hint = err.hint().map(|h| CString::new(h).unwrap_or_default());
+    drop(err);
+    unsafe {
+        if errstart(pgrx::pg_sys::elog::PgLogLevel::ERROR as c_int, std::ptr::null()) {
+            errcode(code);
+            // errmsg/errhint copy their text into the error context, so ours can go now.
+            errmsg(c"%s".as_ptr(), message.as_ptr());
+            if let Some(h) = &hint {
+                errhint(c"%s".as_ptr(), h.as_ptr());
+            }
+            drop(message);
+            drop(hint);
+            errfinish(c"pg_workflow".as_ptr(), 0, c"pg_workflow".as_ptr());
+        }
+        unreachable!("errfinish returned from an ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstate_encoding_matches_postgres() {
+        use pgrx::pg_sys::errcodes::PgSqlErrorCode::*;
+        assert_eq!(make_sqlstate("23505"), ERRCODE_UNIQUE_VIOLATION as c_int);
+        assert_eq!(make_sqlstate("22023"), ERRCODE_INVALID_PARAMETER_VALUE as c_int);
+        assert_eq!(make_sqlstate("00000"), 0);
+    }
+
+    #[test]
+    fn messages_name_the_bad_value() {
+        let e = WorkflowError::UnknownWorkflow { workflow_id: "abc".into() };
+        assert_eq!(e.to_string(), "workflow \"abc\" does not exist");
+        assert_eq!(e.sqlstate(), "WF001");
+        let e = WorkflowError::InvalidStep { step: 0 };
+        assert!(e.to_string().contains("got 0"));
+    }
+}

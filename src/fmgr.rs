@@ -1,0 +1,185 @@
+//! The SQL-facing layer: raw version-1 C functions declared in `sql/api.sql`.
+//!
+//! We bypass `#[pg_extern]` on purpose. Arguments arrive as raw Datums, so a jsonb payload goes
+//! straight from the client into SPI without a serde round trip, and an error leaves through
+//! `error::raise` with our own SQLSTATE class. pgrx still guards every call: a Rust panic or a
+//! Postgres error inside becomes a normal ERROR.
+
+use crate::error::{Result, WorkflowError};
+use crate::guc;
+use pgrx::pg_sys::{self, Datum};
+use pgrx::{FromDatum, IntoDatum};
+
+/// Declares `extern "C"` entry point `$symbol` (with its `pg_finfo_` record) that calls
+/// `$body(&Args) -> Result<Ret>` under pgrx's guard and raises the error, if any, afterwards.
+#[macro_export]
+macro_rules! sql_function {
+    ($symbol:ident, $finfo:ident, $body:path) => {
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
+            const V1: ::pgrx::pg_sys::Pg_finfo_record =
+                ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub unsafe extern "C-unwind" fn $symbol(
+            fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+        ) -> ::pgrx::pg_sys::Datum {
+            let outcome = unsafe {
+                ::pgrx::pg_sys::panic::pgrx_extern_c_guard(|| {
+                    let args = $crate::fmgr::Args::new(fcinfo);
+                    $body(&args).map(|ret| $crate::fmgr::IntoReturn::into_return(ret, &args))
+                })
+            };
+            match outcome {
+                Ok(datum) => datum,
+                // SAFETY: this is the outermost frame and `outcome` holds nothing else.
+                Err(err) => unsafe { $crate::error::raise(err) },
+            }
+        }
+    };
+}
+
+/// The arguments of one call.
+pub struct Args {
+    fcinfo: pg_sys::FunctionCallInfo,
+}
+
+impl Args {
+    pub fn new(fcinfo: pg_sys::FunctionCallInfo) -> Self {
+        Args { fcinfo }
+    }
+
+    pub fn fcinfo(&self) -> pg_sys::FunctionCallInfo {
+        self.fcinfo
+    }
+
+    /// The raw Datum of argument `i`, or None for SQL NULL.
+    pub fn datum(&self, i: usize) -> Option<Datum> {
+        unsafe {
+            let fc = &*self.fcinfo;
+            let arg = *fc.args.as_slice(fc.nargs as usize).get(i)?;
+            (!arg.isnull).then_some(arg.value)
+        }
+    }
+
+    pub fn text(&self, i: usize) -> Option<String> {
+        self.datum(i).and_then(|d| unsafe { String::from_datum(d, false) })
+    }
+
+    /// A text argument that must be present and non-empty.
+    pub fn name(&self, i: usize, arg: &'static str) -> Result<String> {
+        let value = self.text(i).ok_or(WorkflowError::NullArgument { arg })?;
+        crate::validate::non_empty(&value, arg)?;
+        Ok(value)
+    }
+
+    /// A text argument that may be NULL but, when given, must not be empty.
+    pub fn optional_name(&self, i: usize, arg: &'static str) -> Result<Option<String>> {
+        match self.text(i) {
+            None => Ok(None),
+            Some(v) => crate::validate::non_empty(&v, arg).map(|_| Some(v)),
+        }
+    }
+
+    pub fn int(&self, i: usize) -> Option<i32> {
+        self.datum(i).map(|d| d.value() as i32)
+    }
+
+    pub fn step(&self, i: usize) -> Result<i32> {
+        let step = self.int(i).ok_or(WorkflowError::NullArgument { arg: "step" })?;
+        crate::validate::step(step)?;
+        Ok(step)
+    }
+
+    /// A jsonb argument, passed through untouched, after the size check.
+    pub fn jsonb(&self, i: usize, arg: &'static str) -> Result<Option<Datum>> {
+        let Some(d) = self.datum(i) else { return Ok(None) };
+        let bytes = unsafe { pg_sys::toast_raw_datum_size(d) };
+        crate::validate::payload_size(arg, bytes, guc::max_payload_bytes())?;
+        Ok(Some(d))
+    }
+
+    /// An interval argument that must not be negative. Returns the Datum and its length in
+    /// microseconds (months count as 30 days, as Postgres compares intervals).
+    pub fn interval(&self, i: usize, arg: &'static str) -> Result<Option<(Datum, i64)>> {
+        let Some(d) = self.datum(i) else { return Ok(None) };
+        let iv = unsafe { &*(d.cast_mut_ptr::<pg_sys::Interval>()) };
+        let micros = crate::validate::interval_micros(iv.month, iv.day, iv.time);
+        if micros < 0 {
+            return Err(WorkflowError::NegativeInterval { arg });
+        }
+        Ok(Some((d, micros)))
+    }
+}
+
+/// What an entry point may return.
+pub trait IntoReturn {
+    fn into_return(self, args: &Args) -> Datum;
+}
+
+fn return_null(args: &Args) -> Datum {
+    unsafe { (*args.fcinfo()).isnull = true };
+    Datum::from(0)
+}
+
+impl IntoReturn for () {
+    fn into_return(self, args: &Args) -> Datum {
+        return_null(args)
+    }
+}
+
+impl IntoReturn for bool {
+    fn into_return(self, _: &Args) -> Datum {
+        Datum::from(self)
+    }
+}
+
+impl IntoReturn for String {
+    fn into_return(self, args: &Args) -> Datum {
+        self.into_datum().unwrap_or_else(|| return_null(args))
+    }
+}
+
+impl IntoReturn for &'static str {
+    fn into_return(self, args: &Args) -> Datum {
+        self.into_datum().unwrap_or_else(|| return_null(args))
+    }
+}
+
+/// A raw Datum already in the caller's memory context, or NULL.
+pub struct Raw(pub Option<Datum>);
+
+impl IntoReturn for Raw {
+    fn into_return(self, args: &Args) -> Datum {
+        self.0.unwrap_or_else(|| return_null(args))
+    }
+}
+
+/// One row for a function declared with OUT parameters.
+pub struct Record(pub Vec<Option<Datum>>);
+
+impl IntoReturn for Record {
+    fn into_return(self, args: &Args) -> Datum {
+        unsafe {
+            let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+            let kind =
+                pg_sys::get_call_result_type(args.fcinfo(), std::ptr::null_mut(), &mut tupdesc);
+            assert_eq!(kind, pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE, "function must return a record");
+            let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
+            let mut values: Vec<Datum> =
+                self.0.iter().map(|v| v.unwrap_or(Datum::from(0))).collect();
+            let mut nulls: Vec<bool> = self.0.iter().map(Option::is_none).collect();
+            let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
+        }
+    }
+}
+
+/// Text, int and bool values for `Record` fields.
+pub fn text_datum(s: &str) -> Option<Datum> {
+    s.into_datum()
+}

@@ -1,0 +1,44 @@
+//! pg_workflow: durable workflows, queues and cron inside PostgreSQL.
+//!
+//! This file is the table of contents. The SQL surface is declared in `sql/api.sql`; each
+//! function there is a thin C entry point in one of the modules below.
+
+use pgrx::prelude::*;
+
+mod error;
+mod executor;
+mod fmgr;
+mod guc;
+mod spi;
+mod step;
+mod validate;
+mod wake;
+mod workflow;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        wake::init_shared_memory();
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Settings for the server that `cargo pgrx test` starts.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_workflow'"]
+    }
+}

@@ -1,0 +1,86 @@
+//! Step checkpoints: `step_put` records a step's outcome once, `step_get` replays it.
+
+use crate::error::{Result, WorkflowError};
+use crate::fmgr::{text_datum, Args, Record};
+use crate::spi::{self, Statement, INT4, JSONB, TEXT};
+use crate::sql_function;
+use crate::workflow::why_not_running;
+use pgrx::IntoDatum;
+
+/// The hot path: one statement, one index probe on the run, one insert. The run must be
+/// PENDING and within its deadline; ON CONFLICT makes the first writer win.
+static PUT: Statement = Statement::new(
+    c"INSERT INTO workflow.checkpoint (workflow_id, step, step_name, output, error)
+      SELECT r.workflow_id, $2, $3, $4, $5 FROM workflow.run r
+       WHERE r.workflow_id = $1 AND r.status = 'PENDING' AND (r.deadline IS NULL OR r.deadline > now())
+      ON CONFLICT DO NOTHING",
+    &[TEXT, INT4, TEXT, JSONB, JSONB],
+);
+
+static RECORDED_NAME: Statement = Statement::new(
+    c"SELECT step_name FROM workflow.checkpoint WHERE workflow_id = $1 AND step = $2",
+    &[TEXT, INT4],
+);
+
+static GET: Statement = Statement::new(
+    c"SELECT r.status, r.status = 'PENDING' AND r.deadline <= now(), c.step_name, c.output, c.error
+        FROM workflow.run r
+        LEFT JOIN workflow.checkpoint c ON c.workflow_id = r.workflow_id AND c.step = $2
+       WHERE r.workflow_id = $1",
+    &[TEXT, INT4],
+);
+
+fn put(args: &Args) -> Result<()> {
+    let workflow_id = args.name(0, "workflow_id")?;
+    let step = args.step(1)?;
+    let step_name = args.name(2, "step_name")?;
+    let output = args.jsonb(3, "output")?;
+    let error = args.jsonb(4, "error")?;
+    spi::connect(|| {
+        let id = text_datum(&workflow_id);
+        let step_datum = step.into_datum();
+        if PUT.run(&[id, step_datum, text_datum(&step_name), output, error]).len() == 1 {
+            return Ok(());
+        }
+        let recorded = RECORDED_NAME.run(&[id, step_datum]).text(0, 1);
+        match (why_not_running(&workflow_id), recorded) {
+            (WorkflowError::NotRunning { status, .. }, Some(recorded)) if status == "PENDING" => {
+                Err(mismatch_or_duplicate(workflow_id, step, recorded, step_name))
+            }
+            (e, _) => Err(e),
+        }
+    })
+}
+
+fn mismatch_or_duplicate(workflow_id: String, step: i32, recorded: String, requested: String) -> WorkflowError {
+    if recorded == requested {
+        WorkflowError::StepAlreadyRecorded { workflow_id, step }
+    } else {
+        WorkflowError::Nondeterministic { workflow_id, step, recorded, requested }
+    }
+}
+
+fn get(args: &Args) -> Result<Record> {
+    let workflow_id = args.name(0, "workflow_id")?;
+    let step = args.step(1)?;
+    let step_name = args.name(2, "step_name")?;
+    spi::connect(|| {
+        let rows = GET.run(&[text_datum(&workflow_id), step.into_datum()]);
+        match (rows.text(0, 1).as_deref(), rows.bool(0, 2)) {
+            (None, _) => return Err(WorkflowError::UnknownWorkflow { workflow_id }),
+            (Some("CANCELLED"), _) => return Err(WorkflowError::Cancelled { workflow_id }),
+            (_, Some(true)) => return Err(WorkflowError::DeadlineExceeded { workflow_id }),
+            _ => {}
+        }
+        let Some(recorded) = rows.text(0, 3) else {
+            return Ok(Record(vec![false.into_datum(), None, None]));
+        };
+        if recorded != step_name {
+            return Err(WorkflowError::Nondeterministic { workflow_id, step, recorded, requested: step_name });
+        }
+        Ok(Record(vec![true.into_datum(), rows.varlena(0, 4), rows.varlena(0, 5)]))
+    })
+}
+
+sql_function!(wf_step_put, pg_finfo_wf_step_put, put);
+sql_function!(wf_step_get, pg_finfo_wf_step_get, get);

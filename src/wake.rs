@@ -1,0 +1,175 @@
+//! Wake-ups without polling: a board of condition variables in shared memory.
+//!
+//! A waiter hashes what it waits for (a workflow id, later a queue or a topic) to one of
+//! `SLOTS` condition variables and sleeps on it. A writer marks the same slot during its
+//! transaction; the slots are broadcast right after COMMIT, once the change is visible, and
+//! forgotten on ABORT. Two keys that share a slot only cause a spurious re-check.
+//!
+//! The board needs `shared_preload_libraries`. Without it, `sleep` falls back to a short
+//! bounded sleep on the process latch, so callers re-check a few times a second.
+
+use pgrx::pg_sys;
+use std::cell::{Cell, RefCell};
+use std::hash::{Hash, Hasher};
+
+const SLOTS: usize = 1024;
+/// How long an unpreloaded waiter sleeps between checks.
+const FALLBACK_MS: i64 = 50;
+
+#[repr(C)]
+struct Board {
+    slots: [pg_sys::ConditionVariable; SLOTS],
+}
+
+struct Shared {
+    board: Cell<*mut Board>,
+    callback_registered: Cell<bool>,
+    pending: RefCell<Vec<usize>>,
+}
+// SAFETY: a Postgres backend runs our code on one thread only.
+unsafe impl Sync for Shared {}
+
+static SHARED: Shared = Shared {
+    board: Cell::new(std::ptr::null_mut()),
+    callback_registered: Cell::new(false),
+    pending: RefCell::new(Vec::new()),
+};
+
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
+pub fn init_shared_memory() {
+    unsafe {
+        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request_shmem);
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(startup_shmem);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn request_shmem() {
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Board>());
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn startup_shmem() {
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            prev();
+        }
+        // AddinShmemInitLock is a macro in C: slot 21 of the main LWLock array.
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let board = pg_sys::ShmemInitStruct(
+            c"pg_workflow wake board".as_ptr(),
+            std::mem::size_of::<Board>(),
+            &mut found,
+        )
+        .cast::<Board>();
+        if !found {
+            for slot in (*board).slots.iter_mut() {
+                pg_sys::ConditionVariableInit(slot);
+            }
+        }
+        SHARED.board.set(board);
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
+
+/// Which slot a key sleeps on. Stable across processes: the hasher has fixed keys.
+pub fn slot_of(kind: &str, key: &str) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    kind.hash(&mut h);
+    key.hash(&mut h);
+    (h.finish() as usize) % SLOTS
+}
+
+fn board() -> Option<*mut pg_sys::ConditionVariable> {
+    let b = SHARED.board.get();
+    (!b.is_null()).then(|| unsafe { (*b).slots.as_mut_ptr() })
+}
+
+/// Marks `slot` to be woken when the current transaction commits.
+pub fn notify_on_commit(slot: usize) {
+    if board().is_none() {
+        return; // nobody sleeps on a board that does not exist
+    }
+    if !SHARED.callback_registered.replace(true) {
+        unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) };
+    }
+    let mut pending = SHARED.pending.borrow_mut();
+    if !pending.contains(&slot) {
+        pending.push(slot);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    let commit = match event {
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => true,
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => false,
+        _ => return,
+    };
+    let slots = std::mem::take(&mut *SHARED.pending.borrow_mut());
+    if let (true, Some(cvs)) = (commit, board()) {
+        for slot in slots {
+            unsafe { pg_sys::ConditionVariableBroadcast(cvs.add(slot)) };
+        }
+    }
+}
+
+/// One waiter's registration on a slot. Register *before* checking the condition, so a
+/// broadcast between the check and the sleep is not lost; then `sleep` returns at once.
+pub struct Waiter {
+    cv: Option<*mut pg_sys::ConditionVariable>,
+}
+
+impl Waiter {
+    pub fn new(slot: usize) -> Self {
+        let cv = board().map(|cvs| unsafe { cvs.add(slot) });
+        if let Some(cv) = cv {
+            unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
+        }
+        Waiter { cv }
+    }
+
+    /// Sleeps until a broadcast on the slot, the timeout, or an interrupt (a query cancel or
+    /// statement_timeout raises here, as Postgres' CHECK_FOR_INTERRUPTS does).
+    pub fn sleep(&self, timeout_ms: i64) {
+        let timeout_ms = timeout_ms.clamp(0, i32::MAX as i64);
+        unsafe {
+            match self.cv {
+                Some(cv) => {
+                    pg_sys::ConditionVariableTimedSleep(cv, timeout_ms as _, pg_sys::PG_WAIT_EXTENSION);
+                }
+                None => {
+                    let events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+                    pg_sys::WaitLatch(
+                        pg_sys::MyLatch,
+                        events as i32,
+                        timeout_ms.min(FALLBACK_MS) as _,
+                        pg_sys::PG_WAIT_EXTENSION,
+                    );
+                    pg_sys::ResetLatch(pg_sys::MyLatch);
+                    pgrx::check_for_interrupts!();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if self.cv.is_some() {
+            unsafe { pg_sys::ConditionVariableCancelSleep() };
+        }
+    }
+}
