@@ -124,7 +124,7 @@ unsafe extern "C-unwind" {
 /// # Safety
 /// Call only from the outermost Rust frame of a function Postgres called, with nothing left
 /// whose destructor matters: the longjmp skips every Rust frame above the handler.
-pub unsafe fn raise(err: WorkflowError) -> ! {
+pub unsafe fn raise(err: WorkflowError, function: &std::ffi::CStr) -> ! {
     let code = make_sqlstate(err.sqlstate());
     let message = CString::new(err.to_string().replace('\0', "")).unwrap_or_default();
     let hint = err.hint().map(|h| CString::new(h).unwrap_or_default());
@@ -139,7 +139,7 @@ pub unsafe fn raise(err: WorkflowError) -> ! {
             }
             drop(message);
             drop(hint);
-            errfinish(c"pg_workflow".as_ptr(), 0, c"pg_workflow".as_ptr());
+            errfinish(c"pg_workflow".as_ptr(), 0, function.as_ptr());
         }
         unreachable!("errfinish returned from an ERROR");
     }

@@ -37,7 +37,10 @@ macro_rules! sql_function {
             match outcome {
                 Ok(datum) => datum,
                 // SAFETY: this is the outermost frame and `outcome` holds nothing else.
-                Err(err) => unsafe { $crate::error::raise(err) },
+                Err(err) => unsafe {
+                    let function = concat!(stringify!($symbol), "\0").as_bytes();
+                    $crate::error::raise(err, ::std::ffi::CStr::from_bytes_with_nul_unchecked(function))
+                },
             }
         }
     };

@@ -9,6 +9,7 @@ mod error;
 mod executor;
 mod fmgr;
 mod guc;
+mod run_cache;
 mod spi;
 mod step;
 mod validate;

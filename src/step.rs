@@ -3,18 +3,23 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Record};
 use crate::spi::{self, Statement, INT4, JSONB, TEXT};
-use crate::sql_function;
+use crate::{run_cache, sql_function};
 use crate::workflow::why_not_running;
 use pgrx::IntoDatum;
 
-/// The hot path: one statement, one index probe on the run, one insert. The run must be
-/// PENDING and within its deadline; ON CONFLICT makes the first writer win.
+/// The hot path: one insert. ON CONFLICT makes the first writer win.
 static PUT: Statement = Statement::new(
     c"INSERT INTO workflow.checkpoint (workflow_id, step, step_name, output, error)
-      SELECT r.workflow_id, $2, $3, $4, $5 FROM workflow.run r
-       WHERE r.workflow_id = $1 AND r.status = 'PENDING' AND (r.deadline IS NULL OR r.deadline > now())
+      VALUES ($1, $2, $3, $4, $5)
       ON CONFLICT DO NOTHING",
     &[TEXT, INT4, TEXT, JSONB, JSONB],
+);
+
+/// Whether the run may take steps, when `run_cache` does not already know.
+static LIVE: Statement = Statement::new(
+    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline
+        FROM workflow.run WHERE workflow_id = $1",
+    &[TEXT],
 );
 
 static RECORDED_NAME: Statement = Statement::new(
@@ -38,17 +43,20 @@ fn put(args: &Args) -> Result<()> {
     let error = args.jsonb(4, "error")?;
     spi::connect(|| {
         let id = text_datum(&workflow_id);
+        if !run_cache::is_known_live(&workflow_id) {
+            let epoch = run_cache::epoch_now(&workflow_id);
+            let run = LIVE.run(&[id]);
+            if run.bool(0, 1) != Some(true) {
+                return Err(why_not_running(&workflow_id));
+            }
+            run_cache::remember(&workflow_id, epoch, run.int8(0, 2));
+        }
         let step_datum = step.into_datum();
         if PUT.run(&[id, step_datum, text_datum(&step_name), output, error]).len() == 1 {
             return Ok(());
         }
-        let recorded = RECORDED_NAME.run(&[id, step_datum]).text(0, 1);
-        match (why_not_running(&workflow_id), recorded) {
-            (WorkflowError::NotRunning { status, .. }, Some(recorded)) if status == "PENDING" => {
-                Err(mismatch_or_duplicate(workflow_id, step, recorded, step_name))
-            }
-            (e, _) => Err(e),
-        }
+        let recorded = RECORDED_NAME.run(&[id, step_datum]).text(0, 1).unwrap_or_default();
+        Err(mismatch_or_duplicate(workflow_id, step, recorded, step_name))
     })
 }
 

@@ -5,11 +5,16 @@
 //! transaction; the slots are broadcast right after COMMIT, once the change is visible, and
 //! forgotten on ABORT. Two keys that share a slot only cause a spurious re-check.
 //!
+//! Each slot also has an epoch, bumped at the same moment as the broadcast. A backend may
+//! cache "run X was PENDING at epoch E" and trust it while the epoch of X's slot is still E
+//! (see `run_cache.rs`).
+//!
 //! The board needs `shared_preload_libraries`. Without it, `sleep` falls back to a short
 //! bounded sleep on the process latch, so callers re-check a few times a second.
 
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::hash::{Hash, Hasher};
 
 const SLOTS: usize = 1024;
@@ -19,6 +24,7 @@ const FALLBACK_MS: i64 = 50;
 #[repr(C)]
 struct Board {
     slots: [pg_sys::ConditionVariable; SLOTS],
+    epochs: [AtomicU64; SLOTS],
 }
 
 struct Shared {
@@ -78,6 +84,9 @@ unsafe extern "C-unwind" fn startup_shmem() {
             for slot in (*board).slots.iter_mut() {
                 pg_sys::ConditionVariableInit(slot);
             }
+            for epoch in (*board).epochs.iter_mut() {
+                std::ptr::write(epoch, AtomicU64::new(0));
+            }
         }
         SHARED.board.set(board);
         pg_sys::LWLockRelease(init_lock);
@@ -92,9 +101,19 @@ pub fn slot_of(kind: &str, key: &str) -> usize {
     (h.finish() as usize) % SLOTS
 }
 
-fn board() -> Option<*mut pg_sys::ConditionVariable> {
+fn board() -> Option<*mut Board> {
     let b = SHARED.board.get();
-    (!b.is_null()).then(|| unsafe { (*b).slots.as_mut_ptr() })
+    (!b.is_null()).then_some(b)
+}
+
+fn condition_variable(slot: usize) -> Option<*mut pg_sys::ConditionVariable> {
+    board().map(|b| unsafe { &raw mut (*b).slots[slot] })
+}
+
+/// The slot's epoch, or None without shared memory. Read it *before* taking the snapshot
+/// that the cached fact comes from, so a change that commits in between is not missed.
+pub fn epoch(slot: usize) -> Option<u64> {
+    board().map(|b| unsafe { (*b).epochs[slot].load(Ordering::Acquire) })
 }
 
 /// Marks `slot` to be woken when the current transaction commits.
@@ -119,9 +138,12 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         _ => return,
     };
     let slots = std::mem::take(&mut *SHARED.pending.borrow_mut());
-    if let (true, Some(cvs)) = (commit, board()) {
+    if let (true, Some(b)) = (commit, board()) {
         for slot in slots {
-            unsafe { pg_sys::ConditionVariableBroadcast(cvs.add(slot)) };
+            unsafe {
+                (*b).epochs[slot].fetch_add(1, Ordering::AcqRel);
+                pg_sys::ConditionVariableBroadcast(&raw mut (*b).slots[slot]);
+            }
         }
     }
 }
@@ -134,7 +156,7 @@ pub struct Waiter {
 
 impl Waiter {
     pub fn new(slot: usize) -> Self {
-        let cv = board().map(|cvs| unsafe { cvs.add(slot) });
+        let cv = condition_variable(slot);
         if let Some(cv) = cv {
             unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
         }

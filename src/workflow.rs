@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Record};
 use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
-use crate::{guc, sql_function, wake};
+use crate::{guc, run_cache, sql_function, wake};
 use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ static CLAIM_RUN: Statement = Statement::new(
                            ELSE status END,
              finished_at = CASE WHEN recovery_attempts + 1 > $3 THEN now() END
        WHERE workflow_id = $1
-      RETURNING status",
+      RETURNING status, deadline",
     &[TEXT, TEXT, INT4],
 );
 
@@ -83,8 +83,9 @@ fn id_datum(id: &str) -> Option<Datum> {
 }
 
 /// Wakes this run's waiters once the current transaction commits.
+/// Also moves the run's epoch, which drops it from every backend's `run_cache`.
 pub fn wake_waiters(workflow_id: &str) {
-    wake::notify_on_commit(wake::slot_of("run", workflow_id));
+    wake::notify_on_commit(run_cache::slot(workflow_id));
 }
 
 /// Why a statement that needs a live PENDING run did not touch it. Call inside `spi::connect`.
@@ -107,12 +108,14 @@ fn start(args: &Args) -> Result<Record> {
     let timeout = args.interval(4, "timeout")?.map(|(d, _)| d);
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
 
+    let epoch = run_cache::epoch_now(&workflow_id);
     let inserted = spi::connect(|| {
         let exec = executor.as_deref().and_then(text_datum);
         let args = [id_datum(&workflow_id), text_datum(&name), exec, input, timeout];
         INSERT_RUN.run(&args).len() == 1
     });
     if inserted {
+        run_cache::remember(&workflow_id, epoch, None);
         return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
     }
     spi::connect(|| claim(&workflow_id, &name, executor.as_deref()))
@@ -140,10 +143,13 @@ fn claim(workflow_id: &str, name: &str, executor: Option<&str>) -> Result<Record
         let (output, error) = (run.varlena(0, 4), run.varlena(0, 5));
         return Ok(start_row(workflow_id, &status, output, error, last_step, false));
     }
+    let epoch = run_cache::epoch_now(workflow_id);
     let max_attempts = guc::MAX_RECOVERY_ATTEMPTS.get().into_datum();
     let claimed = CLAIM_RUN.run(&[id_datum(workflow_id), executor.and_then(text_datum), max_attempts]);
     let status = claimed.text(0, 1).unwrap_or_default();
-    if status != "PENDING" {
+    if status == "PENDING" {
+        run_cache::remember(workflow_id, epoch, claimed.int8(0, 2));
+    } else {
         wake_waiters(workflow_id);
     }
     Ok(start_row(workflow_id, &status, None, None, last_step, status == "PENDING"))
@@ -220,7 +226,7 @@ fn wait(args: &Args) -> Result<Record> {
         return Err(WorkflowError::NeedsReadCommitted { function: "wait" });
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    let waiter = wake::Waiter::new(wake::slot_of("run", &workflow_id));
+    let waiter = wake::Waiter::new(run_cache::slot(&workflow_id));
     loop {
         let (status, output, error) = spi::connect(|| {
             let rows = OUTCOME.run(&[id_datum(&workflow_id)]);

@@ -1,0 +1,1 @@
+INSERT INTO bench_raw (payload) VALUES ('{"i": 1}');

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A scratch PostgreSQL 15 server with pg_workflow preloaded, run as user postgres on a unix
+# socket only. Usage:
+#   scripts/server.sh start DIR PORT   # initdb when needed, then start; idempotent
+#   scripts/server.sh stop DIR [MODE]  # MODE: fast (default) or immediate (a crash)
+#   scripts/server.sh restart DIR PORT
+set -euo pipefail
+BIN=/usr/lib/postgresql/15/bin
+cmd=${1:?start|stop|restart}; dir=${2:?data dir parent}; port=${3:-5499}
+as_pg() { sudo -u postgres "$@"; }
+
+case "$cmd" in
+start)
+  install -d -o postgres -g postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$BIN/initdb" -D "$dir/data" --locale=C.UTF-8 -A trust -U postgres >/dev/null
+    cat >>"$dir/data/postgresql.conf" <<CONF
+# pg_workflow scratch server
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pg_workflow'
+workflow.database = 'postgres'
+max_connections = 200
+log_min_messages = warning
+log_line_prefix = '%m [%p] %q%a '
+CONF
+  fi
+  if ! as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+  fi
+  ;;
+stop)
+  mode=${3:-fast}
+  if as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg "$BIN/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
+  fi
+  ;;
+restart)
+  "$0" stop "$dir"
+  "$0" start "$dir" "$port"
+  ;;
+*) echo "usage: $0 start|stop|restart DIR [PORT]" >&2; exit 2 ;;
+esac
