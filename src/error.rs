@@ -20,7 +20,6 @@ pub enum WorkflowError {
     UnknownExecutor { executor_id: String },
     NameMismatch { workflow_id: String, existing: String, requested: String },
     Nondeterministic { workflow_id: String, step: i32, recorded: String, requested: String },
-    StepAlreadyRecorded { workflow_id: String, step: i32 },
     Cancelled { workflow_id: String },
     DeadlineExceeded { workflow_id: String },
     NotRunning { workflow_id: String, status: String },
@@ -41,7 +40,7 @@ impl WorkflowError {
             Nondeterministic { .. } => "WF002",
             Cancelled { .. } | DeadlineExceeded { .. } => "WF003",
             UnknownExecutor { .. } => "WF004",
-            NameMismatch { .. } | StepAlreadyRecorded { .. } => "23505",
+            NameMismatch { .. } => "23505",
             NotRunning { .. } => "55000",
             NeedsReadCommitted { .. } => "0A000",
         }
@@ -53,9 +52,6 @@ impl WorkflowError {
             UnknownExecutor { .. } => Some("Call workflow.register_executor() first."),
             Nondeterministic { .. } => {
                 Some("The workflow body must call the same steps in the same order on replay.")
-            }
-            StepAlreadyRecorded { .. } => {
-                Some("Another executor owns this run; this one must stop executing it.")
             }
             Cancelled { .. } | DeadlineExceeded { .. } => Some("Stop executing this workflow."),
             PayloadTooLarge { .. } => Some("Raise workflow.max_payload_size, or store the data elsewhere and pass a reference."),
@@ -85,9 +81,6 @@ impl fmt::Display for WorkflowError {
                 f,
                 "nondeterministic workflow \"{workflow_id}\": step {step} was recorded as \"{recorded}\", now called \"{requested}\""
             ),
-            StepAlreadyRecorded { workflow_id, step } => {
-                write!(f, "step {step} of workflow \"{workflow_id}\" is already recorded")
-            }
             Cancelled { workflow_id } => write!(f, "workflow \"{workflow_id}\" is cancelled"),
             DeadlineExceeded { workflow_id } => {
                 write!(f, "workflow \"{workflow_id}\" has passed its timeout deadline")

@@ -17,6 +17,14 @@ static INSERT_RUN: Statement = Statement::new(
     &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
 );
 
+/// The same for an id we just generated (UUIDv7): it cannot exist, so no ON CONFLICT probe.
+static INSERT_NEW_RUN: Statement = Statement::new(
+    c"INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline, started_at)
+      SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now()
+       WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)",
+    &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
+);
+
 static LOCK_RUN: Statement = Statement::new(
     c"SELECT name, status, executor_id, output, error, recovery_attempts
         FROM workflow.run WHERE workflow_id = $1 FOR UPDATE",
@@ -106,13 +114,14 @@ fn start(args: &Args) -> Result<Record> {
     let given_id = args.optional_name(2, "workflow_id")?;
     let executor = args.optional_name(3, "executor_id")?;
     let timeout = args.interval(4, "timeout")?.map(|(d, _)| d);
+    let insert = if given_id.is_some() { &INSERT_RUN } else { &INSERT_NEW_RUN };
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
 
     let epoch = run_cache::epoch_now(&workflow_id);
     let inserted = spi::connect(|| {
         let exec = executor.as_deref().and_then(text_datum);
         let args = [id_datum(&workflow_id), text_datum(&name), exec, input, timeout];
-        INSERT_RUN.run(&args).len() == 1
+        insert.run(&args).len() == 1
     });
     if inserted {
         run_cache::remember(&workflow_id, epoch, None);
