@@ -4,7 +4,8 @@ CREATE VIEW workflow.runs AS
 SELECT r.workflow_id, r.name, r.status, r.queue, r.executor_id,
        r.input, r.output, r.error, r.priority, r.recovery_attempts,
        r.created_at, r.started_at, r.finished_at, r.deadline,
-       (SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id) AS last_step,
+       coalesce((SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id), 0)
+           AS last_step,
        coalesce(r.finished_at, now()) - r.started_at AS duration
 FROM workflow.run r;
 COMMENT ON VIEW workflow.runs IS 'Every workflow run, one row each, with its latest checkpointed step.';

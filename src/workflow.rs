@@ -13,7 +13,8 @@ static INSERT_RUN: Statement = Statement::new(
     c"INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline, started_at)
       SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now()
        WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)
-      ON CONFLICT (workflow_id) DO NOTHING",
+      ON CONFLICT (workflow_id) DO NOTHING
+      RETURNING deadline",
     &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
 );
 
@@ -21,7 +22,8 @@ static INSERT_RUN: Statement = Statement::new(
 static INSERT_NEW_RUN: Statement = Statement::new(
     c"INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline, started_at)
       SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now()
-       WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)",
+       WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)
+      RETURNING deadline",
     &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
 );
 
@@ -120,11 +122,11 @@ fn start(args: &Args) -> Result<Record> {
     let epoch = run_cache::epoch_now(&workflow_id);
     let inserted = spi::connect(|| {
         let exec = executor.as_deref().and_then(text_datum);
-        let args = [id_datum(&workflow_id), text_datum(&name), exec, input, timeout];
-        insert.run(&args).len() == 1
+        let rows = insert.run(&[id_datum(&workflow_id), text_datum(&name), exec, input, timeout]);
+        (rows.len() == 1).then(|| rows.int8(0, 1))
     });
-    if inserted {
-        run_cache::remember(&workflow_id, epoch, None);
+    if let Some(deadline) = inserted {
+        run_cache::remember(&workflow_id, epoch, deadline);
         return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
     }
     spi::connect(|| claim(&workflow_id, &name, executor.as_deref()))

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit tests and #[pg_test]s (cargo pgrx test), pg_regress against a
+# preloaded server, and the integration suite (pytest, several processes, crashes).
+# README's Command 2; .ci/run calls it. Safe to run while the demo server is up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$BIN/pg_config
+dir=${PGWF_TEST_DIR:-/tmp/pg_workflow_test}
+port=5498
+failed=()
+
+bash scripts/install-deps.sh
+
+echo "== 1/3 unit tests and #[pg_test]s (cargo pgrx test)"
+# cargo pgrx test copies its .so over the installed one; unlink first, so a running server
+# that has the old file mapped keeps its copy instead of crashing.
+rm -f "$($PG_CONFIG --pkglibdir)/pg_workflow.so"
+install -d -o postgres -g postgres "$dir" "$dir/pgrx"
+cargo pgrx test pg15 --runas postgres --pgdata "$dir/pgrx" || failed+=("cargo pgrx test")
+
+echo "== installing the extension for the server tests"
+cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null 2>&1 || cargo pgrx install --pg-config "$PG_CONFIG"
+scripts/server.sh stop "$dir/server" immediate 2>/dev/null || true
+rm -rf "$dir/server"
+scripts/server.sh start "$dir/server" "$port"
+trap 'scripts/server.sh stop "$dir/server" immediate >/dev/null 2>&1 || true' EXIT
+export PGHOST=$dir/server PGPORT=$port PGUSER=postgres
+
+echo "== 2/3 pg_regress"
+psql -qX -d postgres -c "DROP DATABASE IF EXISTS regress" -c "CREATE DATABASE regress"
+out=$dir/regress
+rm -rf "$out"; mkdir -p "$out"; chown postgres "$out"
+schedule=$(sed -n 's/^test: //p' tests/pg_regress/schedule)
+if ! "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" --use-existing \
+      --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=regress \
+      --inputdir=tests/pg_regress --outputdir="$out" $schedule; then
+  cat "$out/regression.diffs" 2>/dev/null | head -200
+  failed+=("pg_regress")
+fi
+
+echo "== 3/3 integration (pytest)"
+PGWF_DATA_DIR=$dir/server PGWF_PORT=$port python3 -m pytest -q tests/integration || failed+=("integration")
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all test suites passed"
