@@ -1,0 +1,96 @@
+"""Integration tests against a real, preloaded server that scripts/test.sh starts.
+
+They use several connections, threads and processes, kill backends with SIGKILL and crash
+the server with `pg_ctl stop -m immediate`. They wait for conditions with generous deadlines
+and never assert a latency.
+"""
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA_DIR = os.environ.get("PGWF_DATA_DIR", "/tmp/pg_workflow_test/server")
+PORT = int(os.environ.get("PGWF_PORT", "5498"))
+DB = "integration"
+
+
+def connect(dbname=DB, autocommit=True, **kw):
+    return psycopg.connect(host=DATA_DIR, port=PORT, user="postgres", dbname=dbname,
+                           autocommit=autocommit, **kw)
+
+
+def wait_until(condition, timeout=60.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except psycopg.OperationalError:
+            value = None  # the server may be restarting
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def server_accepts():
+    with connect() as c:
+        return c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def show(setting):
+    with connect() as c:
+        return c.execute(f"SHOW {setting}").fetchone()[0]
+
+
+def kill_backend(pid):
+    """SIGKILL one backend. The postmaster then resets every session and recovers from WAL."""
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    wait_until(server_accepts, what="the server to accept connections after a backend crash")
+
+
+def crash_server():
+    """Stop the server the way a power cut would, then start it again."""
+    script = os.path.join(ROOT, "scripts", "server.sh")
+    subprocess.run([script, "stop", DATA_DIR, "immediate"], check=True)
+    subprocess.run([script, "start", DATA_DIR, str(PORT)], check=True)
+    wait_until(server_accepts, what="the server to come back")
+
+
+def new_id(prefix):
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
+    with connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB}")
+        c.execute(f"CREATE DATABASE {DB}")
+    with connect() as c:
+        c.execute("CREATE EXTENSION pg_workflow")
+        c.execute("CREATE TABLE app_ledger (workflow_id text, step int, note text)")
+    yield
+
+
+@pytest.fixture
+def db():
+    with connect() as c:
+        yield c
+
+
+@pytest.fixture
+def short_lease():
+    """workflow.executor_timeout = 1s for one test, through ALTER SYSTEM and a reload."""
+    with connect() as c:
+        c.execute("ALTER SYSTEM SET workflow.executor_timeout = '1s'")
+        c.execute("SELECT pg_reload_conf()")
+    wait_until(lambda: show("workflow.executor_timeout") == "1s", what="the reload")
+    yield
+    with connect() as c:
+        c.execute("ALTER SYSTEM RESET workflow.executor_timeout")
+        c.execute("SELECT pg_reload_conf()")
