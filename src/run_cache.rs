@@ -55,6 +55,11 @@ pub fn remember(workflow_id: &str, epoch: Option<u64>, deadline: Option<pg_sys::
     entries.push(Entry { workflow_id: workflow_id.to_string(), slot: slot(workflow_id), epoch, deadline });
 }
 
+/// Drops the run at once in this backend (other backends follow when the epoch moves).
+pub fn forget(workflow_id: &str) {
+    CACHE.entries.borrow_mut().retain(|e| e.workflow_id != workflow_id);
+}
+
 /// True when the run is known to be PENDING and within its deadline right now.
 pub fn is_known_live(workflow_id: &str) -> bool {
     let entries = CACHE.entries.borrow();

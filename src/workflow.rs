@@ -95,6 +95,7 @@ fn id_datum(id: &str) -> Option<Datum> {
 /// Wakes this run's waiters once the current transaction commits.
 /// Also moves the run's epoch, which drops it from every backend's `run_cache`.
 pub fn wake_waiters(workflow_id: &str) {
+    run_cache::forget(workflow_id);
     wake::notify_on_commit(run_cache::slot(workflow_id));
 }
 
