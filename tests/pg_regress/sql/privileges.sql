@@ -16,3 +16,43 @@ WHERE p.pronamespace = 'workflow'::regnamespace AND a.grantee = 0;
 SELECT count(*) AS security_definer FROM pg_proc
 WHERE pronamespace = 'workflow'::regnamespace AND prosecdef;
 DROP ROLE wf_nobody;
+
+-- The three roles from the README, granted exactly as it shows.
+CREATE ROLE wf_executor;
+CREATE ROLE wf_reader;
+CREATE ROLE wf_admin;
+GRANT USAGE ON SCHEMA workflow TO wf_executor, wf_reader, wf_admin;
+GRANT EXECUTE ON FUNCTION
+    workflow.register_executor(text, text), workflow.heartbeat(text),
+    workflow.start(text, jsonb, text, text, interval), workflow.step_get(text, int, text),
+    workflow.step_put(text, int, text, jsonb, jsonb), workflow.finish(text, jsonb),
+    workflow.fail(text, jsonb), workflow.wait(text, interval)
+  TO wf_executor;
+GRANT SELECT, INSERT, UPDATE ON workflow.run, workflow.executor TO wf_executor;
+GRANT SELECT, INSERT ON workflow.checkpoint TO wf_executor;
+GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors TO wf_reader;
+GRANT wf_executor, wf_reader TO wf_admin;
+GRANT EXECUTE ON FUNCTION workflow.cancel(text) TO wf_admin;
+GRANT UPDATE ON workflow.run TO wf_admin;
+
+SET ROLE wf_executor;
+SELECT workflow.register_executor('exec-role') IS NOT NULL AS registered;
+SELECT status, claimed FROM workflow.start('granted', NULL, 'role-1', 'exec-role');
+SELECT workflow.step_put('role-1', 1, 'one', '1');
+SELECT found FROM workflow.step_get('role-1', 1, 'one');
+SELECT try($$SELECT workflow.cancel('role-1')$$);
+RESET ROLE;
+
+SET ROLE wf_reader;
+SELECT workflow_id, status, last_step FROM workflow.runs WHERE workflow_id = 'role-1';
+SELECT try($$SELECT * FROM workflow.start('nope')$$);
+SELECT try($$SELECT * FROM workflow.run$$);
+RESET ROLE;
+
+SET ROLE wf_admin;
+SELECT workflow.cancel('role-1');
+RESET ROLE;
+SELECT status FROM workflow.runs WHERE workflow_id = 'role-1';
+
+DROP OWNED BY wf_executor, wf_reader, wf_admin;
+DROP ROLE wf_executor, wf_reader, wf_admin;
