@@ -9,6 +9,18 @@ import pytest
 from conftest import connect, new_id, wait_until
 
 
+def start_blocked(target, wait_event_type, query_part):
+    """Runs `target` in a thread and returns once its session waits on `wait_event_type`."""
+    t = threading.Thread(target=target)
+    t.start()
+    with connect() as db:
+        wait_until(lambda: db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = %s AND query LIKE %s",
+            (wait_event_type, f"%{query_part}%")).fetchone()[0] == 1,
+            what=f"a session blocked in {query_part}")
+    return t
+
+
 def test_first_write_wins_and_the_second_writer_fails():
     wid = new_id("race")
     with connect() as db:
@@ -25,13 +37,8 @@ def test_first_write_wins_and_the_second_writer_fails():
             except psycopg.errors.UniqueViolation as e:
                 outcome["result"] = e.sqlstate
 
-    t = threading.Thread(target=second_writer)
-    t.start()
     # The second writer blocks on the first one's uncommitted checkpoint.
-    with connect() as db:
-        wait_until(lambda: db.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE '%%step_put%%'").fetchone()[0] == 1, what="the second writer to block")
+    t = start_blocked(second_writer, "Lock", "step_put")
     first.commit()
     t.join(60)
     assert outcome["result"] == "23505"
@@ -51,12 +58,8 @@ def test_wait_is_woken_by_a_finish_in_another_session():
             result["row"] = c.execute("SELECT status, output FROM workflow.wait(%s, '120 s')",
                                       (wid,)).fetchone()
 
-    t = threading.Thread(target=waiter)
-    t.start()
+    t = start_blocked(waiter, "Extension", "workflow.wait")
     with connect() as db:
-        wait_until(lambda: db.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension' "
-            "AND query LIKE '%%workflow.wait%%'").fetchone()[0] == 1, what="the waiter to sleep")
         db.execute("SELECT workflow.finish(%s, '{\"n\": 42}')", (wid,))
     t.join(60)
     assert result["row"] == ("SUCCESS", {"n": 42})

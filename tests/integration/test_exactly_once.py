@@ -10,20 +10,27 @@ def start(db, wid):
                       (wid,)).fetchone()
 
 
-def run_step_without_commit(wid):
-    """An executor that does the app SQL and the checkpoint, then dies before COMMIT."""
+def run_step(wid, commit):
+    """An executor's step 1: the app SQL and the checkpoint in one transaction."""
     conn = connect(autocommit=False)
     conn.execute("INSERT INTO app_ledger VALUES (%s, 1, 'charged')", (wid,))
     conn.execute("SELECT workflow.step_put(%s, 1, 'charge', '{\"charge\": \"ch_1\"}')", (wid,))
+    if commit:
+        conn.commit()
     return conn
 
 
-def run_step_and_commit(wid):
-    conn = connect(autocommit=False)
-    conn.execute("INSERT INTO app_ledger VALUES (%s, 1, 'charged')", (wid,))
-    conn.execute("SELECT workflow.step_put(%s, 1, 'charge', '{\"charge\": \"ch_1\"}')", (wid,))
-    conn.commit()
-    return conn
+def crash_during_step(crash, commit):
+    """Starts a run, runs its step 1 (committed or not), then crashes as `crash` says."""
+    wid = new_id("committed" if commit else "uncommitted")
+    with connect() as db:
+        start(db, wid)
+    conn = run_step(wid, commit)
+    if crash == "kill_backend":
+        kill_backend(conn.info.backend_pid)
+    else:
+        crash_server()
+    return wid
 
 
 def ledger_rows(db, wid):
@@ -51,14 +58,7 @@ def replay(wid):
 
 @pytest.mark.parametrize("crash", ["kill_backend", "crash_server"])
 def test_crash_before_commit_keeps_neither(crash):
-    wid = new_id("before")
-    with connect() as db:
-        start(db, wid)
-    conn = run_step_without_commit(wid)
-    if crash == "kill_backend":
-        kill_backend(conn.info.backend_pid)
-    else:
-        crash_server()
+    wid = crash_during_step(crash, commit=False)
     with connect() as db:
         assert ledger_rows(db, wid) == 0
         assert checkpoints(db, wid) == 0
@@ -72,14 +72,7 @@ def test_crash_before_commit_keeps_neither(crash):
 
 @pytest.mark.parametrize("crash", ["kill_backend", "crash_server"])
 def test_crash_after_commit_keeps_both(crash):
-    wid = new_id("after")
-    with connect() as db:
-        start(db, wid)
-    conn = run_step_and_commit(wid)
-    if crash == "kill_backend":
-        kill_backend(conn.info.backend_pid)
-    else:
-        crash_server()
+    wid = crash_during_step(crash, commit=True)
     with connect() as db:
         assert ledger_rows(db, wid) == 1
         assert checkpoints(db, wid) == 1
