@@ -57,3 +57,41 @@ CREATE FUNCTION workflow.step_put(workflow_id text, step int, step_name text,
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_step_put';
 COMMENT ON FUNCTION workflow.step_put(text, int, text, jsonb, jsonb) IS
   'Checkpoints a step of a PENDING run. The first write wins; a second raises 23505.';
+
+-- queue.rs ------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.create_queue(name text, concurrency int DEFAULT NULL,
+                                      worker_concurrency int DEFAULT NULL, rate_limit int DEFAULT NULL,
+                                      rate_period interval DEFAULT NULL, partition_concurrency int DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_create_queue';
+COMMENT ON FUNCTION workflow.create_queue(text, int, int, int, interval, int) IS
+  'Creates a queue. NULL limits mean no limit; rate_limit starts per rate_period.';
+
+CREATE FUNCTION workflow.alter_queue(name text, concurrency int DEFAULT NULL,
+                                     worker_concurrency int DEFAULT NULL, rate_limit int DEFAULT NULL,
+                                     rate_period interval DEFAULT NULL, partition_concurrency int DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_alter_queue';
+COMMENT ON FUNCTION workflow.alter_queue(text, int, int, int, interval, int) IS
+  'Replaces all of a queue''s limits (an omitted one becomes NULL: no limit).';
+
+CREATE FUNCTION workflow.drop_queue(name text)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_drop_queue';
+COMMENT ON FUNCTION workflow.drop_queue(text) IS
+  'Drops a queue that holds no ENQUEUED, DELAYED or PENDING run. The default queue stays.';
+
+CREATE FUNCTION workflow.enqueue(queue text, name text, input jsonb DEFAULT NULL,
+                                 workflow_id text DEFAULT NULL, priority int DEFAULT 0,
+                                 deduplication_id text DEFAULT NULL, partition_key text DEFAULT NULL,
+                                 delay interval DEFAULT NULL, timeout interval DEFAULT NULL)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_enqueue';
+COMMENT ON FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval) IS
+  'Enqueues a run (DELAYED first when delay > 0) and returns its id; idempotent on workflow_id.';
+
+-- dequeue.rs ----------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.dequeue(queue text, executor_id text, max_count int DEFAULT 1,
+                                 wait interval DEFAULT '0')
+RETURNS TABLE (workflow_id text, name text, input jsonb, attempt int, last_step int)
+LANGUAGE c VOLATILE ROWS 1 AS 'MODULE_PATHNAME', 'wf_dequeue';
+COMMENT ON FUNCTION workflow.dequeue(text, text, int, interval) IS
+  'Claims up to max_count runs for executor_id within every limit of the queue; with wait > 0, sleeps until work arrives.';

@@ -28,13 +28,28 @@ CREATE TABLE workflow.run (
     recovery_attempts int NOT NULL DEFAULT 0,
     timeout           interval,        -- as given; the deadline counts from when the run starts
     deadline          timestamptz,
+    deduplication_id  text COLLATE "C",
+    partition_key     text COLLATE "C",
+    available_at      timestamptz,     -- a DELAYED run becomes ENQUEUED at this time
+    attempt           int NOT NULL DEFAULT 0,  -- how many times a dequeue has claimed it
     created_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,
     finished_at       timestamptz
 );
 
--- What each executor is running: recovery looks here when a lease expires.
-CREATE INDEX run_pending_by_executor ON workflow.run (executor_id) WHERE status = 'PENDING';
+-- What is running, per queue and executor: the concurrency limits count here, and recovery
+-- scans it (it holds only PENDING runs, so a full scan is cheap) when a lease expires.
+CREATE INDEX run_running ON workflow.run (queue, executor_id) WHERE status = 'PENDING';
+
+-- The head of each queue: lower priority first, then FIFO.
+CREATE INDEX run_ready ON workflow.run (queue, priority, created_at, workflow_id) WHERE status = 'ENQUEUED';
+
+-- DELAYED runs, by the time they become claimable.
+CREATE INDEX run_delayed ON workflow.run (queue, available_at) WHERE status = 'DELAYED';
+
+-- A deduplication_id is unique per queue while a run with it is active.
+CREATE UNIQUE INDEX run_deduplication ON workflow.run (queue, deduplication_id)
+    WHERE deduplication_id IS NOT NULL AND status IN ('ENQUEUED', 'DELAYED', 'PENDING');
 
 -- The checkpointed outcome of one step. No foreign key to run on purpose: the key check
 -- would lock the run row on every step; step_put inserts only for a PENDING run instead,
@@ -48,3 +63,29 @@ CREATE TABLE workflow.checkpoint (
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (workflow_id, step)
 );
+
+-- Queues and their flow control. NULL means no limit.
+CREATE TABLE workflow.queue (
+    name                  text COLLATE "C" PRIMARY KEY,
+    concurrency           int,       -- PENDING runs at once, over all executors
+    worker_concurrency    int,       -- PENDING runs at once, per executor
+    rate_limit            int,       -- starts per rate_period
+    rate_period           interval,
+    partition_concurrency int,       -- PENDING runs at once, per partition_key
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO workflow.queue (name) VALUES ('default');
+
+-- Recent starts of rate-limited queues only; rows older than the queue's rate_period are
+-- pruned by dequeue.
+CREATE TABLE workflow.queue_start (
+    queue      text COLLATE "C" NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX queue_start_window ON workflow.queue_start (queue, started_at);
+
+-- pg_dump keeps the data of these tables (the default queue comes with CREATE EXTENSION).
+SELECT pg_catalog.pg_extension_config_dump('workflow.executor', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.run', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.checkpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.queue', $$WHERE name <> 'default'$$);

@@ -26,3 +26,25 @@ FROM workflow.executor e,
                      + coalesce(current_setting('workflow.executor_timeout', true), '30s')::interval
                      AS lease_expires_at) l;
 COMMENT ON VIEW workflow.executors IS 'Registered executors and the state of their leases.';
+
+CREATE VIEW workflow.queues AS
+SELECT name, concurrency, worker_concurrency, rate_limit, rate_period, partition_concurrency, created_at
+FROM workflow.queue;
+COMMENT ON VIEW workflow.queues IS 'Queues and their flow-control limits (NULL: no limit).';
+
+CREATE VIEW workflow.queue_stats AS
+SELECT q.name AS queue,
+       count(r.*) FILTER (WHERE r.status = 'ENQUEUED') AS enqueued,
+       count(r.*) FILTER (WHERE r.status = 'DELAYED') AS delayed,
+       count(r.*) FILTER (WHERE r.status = 'PENDING') AS pending,
+       now() - min(r.created_at) FILTER (WHERE r.status = 'ENQUEUED') AS oldest_enqueued_age,
+       (SELECT coalesce(jsonb_object_agg(x.executor_id, x.n), '{}')
+          FROM (SELECT executor_id, count(*) AS n FROM workflow.run
+                 WHERE queue = q.name AND status = 'PENDING' GROUP BY executor_id) x) AS pending_per_executor,
+       (SELECT count(*) FROM workflow.queue_start s
+         WHERE s.queue = q.name AND s.started_at > now() - q.rate_period) AS starts_in_rate_window
+FROM workflow.queue q
+LEFT JOIN workflow.run r ON r.queue = q.name AND r.status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+GROUP BY q.name, q.rate_period;
+COMMENT ON VIEW workflow.queue_stats IS
+  'Per queue: active runs by status, the age of the oldest ENQUEUED run, PENDING runs per executor, starts in the current rate window.';

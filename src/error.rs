@@ -24,6 +24,13 @@ pub enum WorkflowError {
     DeadlineExceeded { workflow_id: String },
     NotRunning { workflow_id: String, status: String },
     NeedsReadCommitted { function: &'static str },
+    InvalidLimit { arg: &'static str, value: i64 },
+    RateNeedsBoth,
+    UnknownQueue { queue: String },
+    QueueExists { queue: String },
+    QueueInUse { queue: String, active: i64 },
+    DefaultQueue,
+    Duplicate { queue: String, deduplication_id: String, workflow_id: String },
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -35,6 +42,12 @@ impl WorkflowError {
         match self {
             NullArgument { .. } => "22004",
             EmptyArgument { .. } | InvalidStep { .. } | NegativeInterval { .. } => "22023",
+            InvalidLimit { .. } | RateNeedsBoth => "22023",
+            UnknownQueue { .. } => "WF005",
+            QueueExists { .. } => "42710",
+            QueueInUse { .. } => "55006",
+            DefaultQueue => "55000",
+            Duplicate { .. } => "23505",
             PayloadTooLarge { .. } => "54000",
             UnknownWorkflow { .. } => "WF001",
             Nondeterministic { .. } => "WF002",
@@ -50,6 +63,9 @@ impl WorkflowError {
         use WorkflowError::*;
         match self {
             UnknownExecutor { .. } => Some("Call workflow.register_executor() first."),
+            UnknownQueue { .. } => Some("Create it with workflow.create_queue(); see workflow.queues."),
+            QueueInUse { .. } => Some("Wait for its runs to end, or cancel them, then drop it."),
+            Duplicate { .. } => Some("The run with this deduplication_id is still active; its id is in the message."),
             Nondeterministic { .. } => {
                 Some("The workflow body must call the same steps in the same order on replay.")
             }
@@ -88,6 +104,18 @@ impl fmt::Display for WorkflowError {
             NotRunning { workflow_id, status } => {
                 write!(f, "workflow \"{workflow_id}\" is {status}, not PENDING")
             }
+            InvalidLimit { arg, value } => write!(f, "{arg} must be 1 or more, got {value}"),
+            RateNeedsBoth => write!(f, "rate_limit and rate_period must be given together"),
+            UnknownQueue { queue } => write!(f, "queue \"{queue}\" does not exist"),
+            QueueExists { queue } => write!(f, "queue \"{queue}\" already exists"),
+            QueueInUse { queue, active } => {
+                write!(f, "queue \"{queue}\" still holds {active} active runs")
+            }
+            DefaultQueue => write!(f, "the queue \"default\" cannot be dropped"),
+            Duplicate { queue, deduplication_id, workflow_id } => write!(
+                f,
+                "deduplication_id \"{deduplication_id}\" is taken in queue \"{queue}\" by active workflow \"{workflow_id}\""
+            ),
             NeedsReadCommitted { function } => {
                 write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")
             }

@@ -182,6 +182,24 @@ impl IntoReturn for Record {
     }
 }
 
+/// Rows for a set-returning function (RETURNS TABLE), handed over as a tuplestore.
+pub struct SetOf(pub Vec<Vec<Option<Datum>>>);
+
+impl IntoReturn for SetOf {
+    fn into_return(self, args: &Args) -> Datum {
+        unsafe {
+            pg_sys::InitMaterializedSRF(args.fcinfo(), 0);
+            let rsinfo = (*args.fcinfo()).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+            for row in self.0 {
+                let mut values: Vec<Datum> = row.iter().map(|v| v.unwrap_or(Datum::from(0))).collect();
+                let mut nulls: Vec<bool> = row.iter().map(Option::is_none).collect();
+                pg_sys::tuplestore_putvalues((*rsinfo).setResult, (*rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            }
+        }
+        Datum::from(0)
+    }
+}
+
 /// Text, int and bool values for `Record` fields.
 pub fn text_datum(s: &str) -> Option<Datum> {
     s.into_datum()

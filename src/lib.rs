@@ -5,10 +5,12 @@
 
 use pgrx::prelude::*;
 
+mod dequeue;
 mod error;
 mod executor;
 mod fmgr;
 mod guc;
+mod queue;
 mod run_cache;
 mod spi;
 mod step;

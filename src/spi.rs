@@ -112,9 +112,35 @@ impl Rows {
         self.datum(row, col).map(|d| d.value() != 0)
     }
 
+    /// A fixed-length pass-by-reference value (an interval: 16) copied like `varlena`.
+    pub fn by_ref(&self, row: usize, col: i32, typlen: i32) -> Option<Datum> {
+        self.datum(row, col).map(|d| unsafe { pg_sys::SPI_datumTransfer(d, false, typlen) })
+    }
+
     /// A varlena value (jsonb, text, ...) copied into the memory context of the function's
     /// caller, so it stays valid after `SPI_finish`.
     pub fn varlena(&self, row: usize, col: i32) -> Option<Datum> {
         self.datum(row, col).map(|d| unsafe { pg_sys::SPI_datumTransfer(d, false, -1) })
+    }
+}
+
+/// Runs `f` in a subtransaction. `f` returns its result and whether to keep its work: kept,
+/// the subtransaction is released into the caller's; not kept, it is rolled back, and so are
+/// its locks. Memory context and resource owner are restored, as PL/pgSQL does.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> (R, bool)) -> R {
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let (result, keep) = f();
+        if keep {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
     }
 }

@@ -23,6 +23,14 @@ pub fn payload_size(arg: &'static str, bytes: usize, limit: usize) -> Result<()>
     Ok(())
 }
 
+/// A flow-control limit: NULL (no limit) or at least 1.
+pub fn limit(arg: &'static str, value: Option<i32>) -> Result<Option<i32>> {
+    match value {
+        Some(v) if v < 1 => Err(WorkflowError::InvalidLimit { arg, value: v as i64 }),
+        v => Ok(v),
+    }
+}
+
 /// An interval's length in microseconds, with a month as 30 days, like Postgres'
 /// `interval_cmp_value`. Saturates instead of overflowing.
 pub fn interval_micros(months: i32, days: i32, time: i64) -> i64 {
@@ -52,6 +60,14 @@ mod tests {
     fn payload_limit_is_inclusive() {
         assert!(payload_size("input", 10, 10).is_ok());
         assert!(payload_size("input", 11, 10).is_err());
+    }
+
+    #[test]
+    fn limits_are_null_or_positive() {
+        assert_eq!(limit("concurrency", None), Ok(None));
+        assert_eq!(limit("concurrency", Some(1)), Ok(Some(1)));
+        assert!(limit("concurrency", Some(0)).is_err());
+        assert!(limit("concurrency", Some(-3)).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Record};
 use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
-use crate::{guc, run_cache, sql_function, wake};
+use crate::{guc, queue, run_cache, sql_function, wake};
 use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
@@ -60,13 +60,15 @@ static LAST_STEP: Statement = Statement::new(
 /// finish and fail: one statement that only succeeds on a live, owned-by-someone run.
 static COMPLETE: Statement = Statement::new(
     c"UPDATE workflow.run SET status = $2, output = $3, error = $4, finished_at = now()
-       WHERE workflow_id = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > now())",
+       WHERE workflow_id = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > now())
+      RETURNING queue",
     &[TEXT, TEXT, JSONB, JSONB],
 );
 
 static CANCEL: Statement = Statement::new(
     c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
-       WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')",
+       WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+      RETURNING queue",
     &[TEXT],
 );
 
@@ -97,6 +99,15 @@ fn id_datum(id: &str) -> Option<Datum> {
 pub fn wake_waiters(workflow_id: &str) {
     run_cache::forget(workflow_id);
     wake::notify_on_commit(run_cache::slot(workflow_id));
+}
+
+/// A run left PENDING: wake its waiters, and the dequeuers of its queue, which may now have
+/// a free slot.
+fn ended(workflow_id: &str, rows: &spi::Rows) {
+    wake_waiters(workflow_id);
+    if let Some(queue) = rows.text(0, 1) {
+        queue::wake_dequeuers(&queue);
+    }
 }
 
 /// Why a statement that needs a live PENDING run did not touch it. Call inside `spi::connect`.
@@ -203,7 +214,7 @@ fn complete(args: &Args, status: &'static str) -> Result<&'static str> {
         if done.is_empty() {
             return Err(why_not_running(&workflow_id));
         }
-        wake_waiters(&workflow_id);
+        ended(&workflow_id, &done);
         Ok(status)
     })
 }
@@ -220,8 +231,9 @@ fn fail(args: &Args) -> Result<&'static str> {
 fn cancel(args: &Args) -> Result<bool> {
     let workflow_id = args.name(0, "workflow_id")?;
     spi::connect(|| {
-        if CANCEL.run(&[id_datum(&workflow_id)]).len() == 1 {
-            wake_waiters(&workflow_id);
+        let cancelled = CANCEL.run(&[id_datum(&workflow_id)]);
+        if cancelled.len() == 1 {
+            ended(&workflow_id, &cancelled);
             return Ok(true);
         }
         match why_not_running(&workflow_id) {

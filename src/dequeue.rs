@@ -1,0 +1,263 @@
+//! dequeue: claim ENQUEUED runs with FOR UPDATE SKIP LOCKED, within every limit, and, with
+//! `wait`, sleep on the queue's condition variable until an enqueue commits.
+//!
+//! Plain SKIP LOCKED is safe only without a global budget. When a queue has any limit, two
+//! dequeuers could each count the same free capacity and both spend it. So on a limited queue
+//! a dequeuer first takes a transaction-level advisory lock on the queue, then counts in a new
+//! statement (whose snapshot sees every claim committed before it got the lock), then claims.
+//! The lock lives until the dequeuer commits, so the next one counts its claims too. An
+//! advisory lock lives in shared memory only: unlike a lock on the queue row, it writes no WAL.
+//!
+//! Times here are clock_timestamp(), not now(): a waiting dequeue runs inside one transaction,
+//! and now() stands still for all of it.
+
+use crate::error::{Result, WorkflowError};
+use crate::fmgr::{text_datum, Args, SetOf};
+use crate::queue;
+use crate::spi::{self, Statement, INT4, INTERVAL, TEXT};
+use crate::{sql_function, wake};
+use pgrx::pg_sys::{self, Datum};
+use pgrx::IntoDatum;
+use std::time::{Duration, Instant};
+
+/// The queue's limits, and whether the executor is registered (its lease covers the claims).
+static SETTINGS: Statement = Statement::new(
+    c"SELECT q.concurrency, q.worker_concurrency, q.rate_limit, q.rate_period, q.partition_concurrency,
+             EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
+        FROM workflow.queue q WHERE q.name = $1",
+    &[TEXT, TEXT],
+);
+
+static PROMOTE_DUE: Statement = Statement::new(
+    c"UPDATE workflow.run SET status = 'ENQUEUED'
+       WHERE queue = $1 AND status = 'DELAYED' AND available_at <= clock_timestamp()",
+    &[TEXT],
+);
+
+/// 0x77660001 ("wf", 1): our class of advisory locks, so user advisory locks do not collide.
+static LOCK_QUEUE: Statement =
+    Statement::new(c"SELECT pg_advisory_xact_lock(2003173377, hashtext($1))", &[TEXT]);
+
+/// Runs past their deadline no longer hold a slot: their next step call stops them.
+static RUNNING: Statement = Statement::new(
+    c"SELECT count(*), count(*) FILTER (WHERE executor_id = $2) FROM workflow.run
+       WHERE queue = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > clock_timestamp())",
+    &[TEXT, TEXT],
+);
+
+static PRUNE_STARTS: Statement = Statement::new(
+    c"DELETE FROM workflow.queue_start WHERE queue = $1 AND started_at <= clock_timestamp() - $2",
+    &[TEXT, INTERVAL],
+);
+
+/// Starts in the window, and when the oldest of them leaves it.
+static STARTS: Statement = Statement::new(
+    c"SELECT count(*), min(started_at) + $2 FROM workflow.queue_start WHERE queue = $1",
+    &[TEXT, INTERVAL],
+);
+
+static RECORD_STARTS: Statement = Statement::new(
+    c"INSERT INTO workflow.queue_start (queue, started_at) SELECT $1, clock_timestamp() FROM generate_series(1, $2)",
+    &[TEXT, INT4],
+);
+
+static NEXT_DUE: Statement = Statement::new(
+    c"SELECT min(available_at) FROM workflow.run WHERE queue = $1 AND status = 'DELAYED'",
+    &[TEXT],
+);
+
+static CLAIM: Statement = Statement::new(
+    c"WITH picked AS (
+        SELECT workflow_id FROM workflow.run
+         WHERE queue = $1 AND status = 'ENQUEUED'
+         ORDER BY priority, created_at, workflow_id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED)
+      UPDATE workflow.run r
+         SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
+             deadline = clock_timestamp() + r.timeout
+        FROM picked WHERE r.workflow_id = picked.workflow_id
+      RETURNING r.workflow_id, r.name, r.input, r.attempt,
+                (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
+                r.priority, r.created_at",
+    &[TEXT, TEXT, INT4],
+);
+
+/// With partition_concurrency: rank the first 1000 ready runs within their partition, on top
+/// of what already runs there. Runs without a partition_key are not partition-limited.
+/// Dequeuers of this queue hold the queue lock, so no SKIP LOCKED is needed.
+static CLAIM_PARTITIONED: Statement = Statement::new(
+    c"WITH running AS (
+        SELECT partition_key, count(*) AS n FROM workflow.run
+         WHERE queue = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > clock_timestamp())
+         GROUP BY partition_key),
+      candidates AS (
+        SELECT workflow_id, partition_key, priority, created_at FROM workflow.run
+         WHERE queue = $1 AND status = 'ENQUEUED'
+         ORDER BY priority, created_at, workflow_id
+         LIMIT 1000),
+      ranked AS (
+        SELECT c.workflow_id, c.partition_key, c.priority, c.created_at,
+               row_number() OVER (PARTITION BY c.partition_key
+                                  ORDER BY c.priority, c.created_at, c.workflow_id)
+               + coalesce(r.n, 0) AS slot
+          FROM candidates c LEFT JOIN running r ON r.partition_key = c.partition_key),
+      picked AS (
+        SELECT workflow_id FROM ranked WHERE partition_key IS NULL OR slot <= $4
+         ORDER BY priority, created_at, workflow_id
+         LIMIT $3)
+      UPDATE workflow.run r
+         SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
+             deadline = clock_timestamp() + r.timeout
+        FROM picked WHERE r.workflow_id = picked.workflow_id AND r.status = 'ENQUEUED'
+      RETURNING r.workflow_id, r.name, r.input, r.attempt,
+                (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
+                r.priority, r.created_at",
+    &[TEXT, TEXT, INT4, INT4],
+);
+
+/// A waiting dequeuer re-checks at least this often, for work that no commit announced
+/// (a status changed with plain UPDATE).
+const RECHECK_MS: i64 = 1000;
+
+struct Limits {
+    concurrency: Option<i32>,
+    worker_concurrency: Option<i32>,
+    rate_limit: Option<i32>,
+    rate_period: Option<Datum>,
+    partition_concurrency: Option<i32>,
+}
+
+impl Limits {
+    fn any(&self) -> bool {
+        self.concurrency.is_some()
+            || self.worker_concurrency.is_some()
+            || self.rate_limit.is_some()
+            || self.partition_concurrency.is_some()
+    }
+}
+
+/// The claimed runs, plus when to look again if there were none (µs since 2000, Postgres' epoch).
+struct Attempt {
+    rows: Vec<Vec<Option<Datum>>>,
+    retry_at: Option<i64>,
+}
+
+fn dequeue(args: &Args) -> Result<SetOf> {
+    let queue = args.name(0, "queue")?;
+    let executor = args.name(1, "executor_id")?;
+    let max_count = args.int(2).ok_or(WorkflowError::NullArgument { arg: "max_count" })?;
+    if max_count < 1 {
+        return Err(WorkflowError::InvalidLimit { arg: "max_count", value: max_count as i64 });
+    }
+    let wait = args.interval(3, "wait")?.map_or(0, |(_, micros)| micros);
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(WorkflowError::NeedsReadCommitted { function: "dequeue" });
+    }
+    if wait == 0 {
+        return attempt(&queue, &executor, max_count, false).map(|a| SetOf(a.rows));
+    }
+    let deadline = Instant::now() + Duration::from_micros(wait as u64);
+    let waiter = wake::Waiter::new(queue::slot(&queue));
+    loop {
+        // Each try runs in a subtransaction, so a try that claims nothing also gives back the
+        // queue lock before we sleep.
+        let tried = spi::in_subtransaction(|| {
+            let tried = attempt(&queue, &executor, max_count, true);
+            let keep = matches!(&tried, Ok(a) if !a.rows.is_empty());
+            (tried, keep)
+        })?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !tried.rows.is_empty() || left.is_zero() {
+            return Ok(SetOf(tried.rows));
+        }
+        let mut nap = (left.as_millis() as i64).clamp(1, RECHECK_MS);
+        if let Some(at) = tried.retry_at {
+            let until = (at - unsafe { pg_sys::GetCurrentTimestamp() }) / 1000;
+            nap = nap.min(until.max(1));
+        }
+        waiter.sleep(nap);
+    }
+}
+
+fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool) -> Result<Attempt> {
+    spi::connect(|| {
+        let q = text_datum(queue);
+        let settings = SETTINGS.run(&[q, text_datum(executor)]);
+        if settings.is_empty() {
+            return Err(WorkflowError::UnknownQueue { queue: queue.into() });
+        }
+        if settings.bool(0, 6) != Some(true) {
+            return Err(WorkflowError::UnknownExecutor { executor_id: executor.into() });
+        }
+        let limits = Limits {
+            concurrency: settings.int(0, 1),
+            worker_concurrency: settings.int(0, 2),
+            rate_limit: settings.int(0, 3),
+            rate_period: settings.by_ref(0, 4, 16), // an interval is 16 bytes
+            partition_concurrency: settings.int(0, 5),
+        };
+        PROMOTE_DUE.run(&[q]);
+        let (budget, rate_retry_at) =
+            if limits.any() { budget(queue, executor, &limits, max_count) } else { (max_count, None) };
+        let mut rows = Vec::new();
+        if budget > 0 {
+            rows = claim(queue, executor, budget, limits.partition_concurrency);
+            if limits.rate_limit.is_some() && !rows.is_empty() {
+                RECORD_STARTS.run(&[q, (rows.len() as i32).into_datum()]);
+            }
+        }
+        let retry_at = match (rows.is_empty() && waiting, rate_retry_at) {
+            (false, _) => None,
+            (true, Some(at)) => Some(at),
+            (true, None) => NEXT_DUE.run(&[q]).int8(0, 1),
+        };
+        Ok(Attempt { rows, retry_at })
+    })
+}
+
+/// How many runs this dequeuer may claim now, under the queue lock; and, when the rate limit
+/// is what stops it, when the next start frees up.
+fn budget(queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32, Option<i64>) {
+    let q = text_datum(queue);
+    LOCK_QUEUE.run(&[q]);
+    let mut budget = max_count as i64;
+    let running = RUNNING.run(&[q, text_datum(executor)]);
+    if let Some(c) = limits.concurrency {
+        budget = budget.min(c as i64 - running.int8(0, 1).unwrap_or(0));
+    }
+    if let Some(w) = limits.worker_concurrency {
+        budget = budget.min(w as i64 - running.int8(0, 2).unwrap_or(0));
+    }
+    let mut retry_at = None;
+    if let (Some(limit), Some(period)) = (limits.rate_limit, limits.rate_period) {
+        PRUNE_STARTS.run(&[q, Some(period)]);
+        let starts = STARTS.run(&[q, Some(period)]);
+        let left = limit as i64 - starts.int8(0, 1).unwrap_or(0);
+        if left <= 0 {
+            retry_at = starts.int8(0, 2);
+        }
+        budget = budget.min(left);
+    }
+    (budget.clamp(0, i32::MAX as i64) as i32, retry_at)
+}
+
+fn claim(queue: &str, executor: &str, budget: i32, partition_limit: Option<i32>) -> Vec<Vec<Option<Datum>>> {
+    let (q, e, n) = (text_datum(queue), text_datum(executor), budget.into_datum());
+    let claimed = match partition_limit {
+        Some(p) => CLAIM_PARTITIONED.run(&[q, e, n, p.into_datum()]),
+        None => CLAIM.run(&[q, e, n]),
+    };
+    // RETURNING has no order: restore the queue's (priority, then FIFO by created_at).
+    let mut rows: Vec<(i32, i64, Vec<Option<Datum>>)> = (0..claimed.len())
+        .map(|i| {
+            let row = vec![claimed.varlena(i, 1), claimed.varlena(i, 2), claimed.varlena(i, 3),
+                           claimed.int(i, 4).into_datum(), claimed.int(i, 5).into_datum()];
+            (claimed.int(i, 6).unwrap_or(0), claimed.int8(i, 7).unwrap_or(0), row)
+        })
+        .collect();
+    rows.sort_by_key(|(priority, created, _)| (*priority, *created));
+    rows.into_iter().map(|(_, _, row)| row).collect()
+}
+
+sql_function!(wf_dequeue, pg_finfo_wf_dequeue, dequeue);

@@ -1,0 +1,190 @@
+//! Queues: their flow-control settings, and enqueue. Claiming is in `dequeue.rs`.
+
+use crate::error::{Result, WorkflowError};
+use crate::fmgr::{text_datum, Args};
+use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
+use crate::{sql_function, validate, wake};
+use pgrx::pg_sys::Datum;
+use pgrx::IntoDatum;
+
+static CREATE: Statement = Statement::new(
+    c"INSERT INTO workflow.queue (name, concurrency, worker_concurrency, rate_limit, rate_period, partition_concurrency)
+      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+    &[TEXT, INT4, INT4, INT4, INTERVAL, INT4],
+);
+
+static ALTER: Statement = Statement::new(
+    c"UPDATE workflow.queue SET concurrency = $2, worker_concurrency = $3, rate_limit = $4,
+             rate_period = $5, partition_concurrency = $6
+       WHERE name = $1",
+    &[TEXT, INT4, INT4, INT4, INTERVAL, INT4],
+);
+
+/// Drop takes a SHARE lock on the runs, so no enqueue can slip in between count and delete.
+static LOCK_RUNS: Statement = Statement::new(c"LOCK TABLE workflow.run IN SHARE MODE", &[]);
+
+static ACTIVE_RUNS: Statement = Statement::new(
+    c"SELECT count(*) FROM workflow.run WHERE queue = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')",
+    &[TEXT],
+);
+
+static DROP: Statement = Statement::new(
+    c"WITH q AS (DELETE FROM workflow.queue WHERE name = $1 RETURNING name)
+      DELETE FROM workflow.queue_start s USING q WHERE s.queue = q.name",
+    &[TEXT],
+);
+
+static EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE name = $1", &[TEXT]);
+
+/// One insert; ON CONFLICT covers both the id and an active deduplication_id.
+static ENQUEUE: Statement = Statement::new(
+    c"INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
+                               partition_key, timeout, available_at)
+      SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
+             $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END
+        FROM workflow.queue q WHERE q.name = $3
+      ON CONFLICT DO NOTHING
+      RETURNING workflow_id",
+    &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL],
+);
+
+static SAME_ID: Statement = Statement::new(c"SELECT name FROM workflow.run WHERE workflow_id = $1", &[TEXT]);
+
+static SAME_DEDUPLICATION: Statement = Statement::new(
+    c"SELECT workflow_id FROM workflow.run
+       WHERE queue = $1 AND deduplication_id = $2 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')",
+    &[TEXT, TEXT],
+);
+
+/// Wakes the queue's waiting dequeuers once the current transaction commits.
+pub fn wake_dequeuers(queue: &str) {
+    wake::notify_on_commit(slot(queue));
+}
+
+pub fn slot(queue: &str) -> usize {
+    wake::slot_of("queue", queue)
+}
+
+/// The six arguments shared by create_queue and alter_queue, checked.
+fn settings(args: &Args) -> Result<[Option<Datum>; 6]> {
+    let name = args.name(0, "name")?;
+    let concurrency = validate::limit("concurrency", args.int(1))?;
+    let worker = validate::limit("worker_concurrency", args.int(2))?;
+    let rate_limit = validate::limit("rate_limit", args.int(3))?;
+    let rate_period = args.interval(4, "rate_period")?;
+    let partition = validate::limit("partition_concurrency", args.int(5))?;
+    if let Some((_, 0)) = rate_period {
+        return Err(WorkflowError::InvalidLimit { arg: "rate_period", value: 0 });
+    }
+    if rate_limit.is_some() != rate_period.is_some() {
+        return Err(WorkflowError::RateNeedsBoth);
+    }
+    Ok([
+        text_datum(&name),
+        concurrency.into_datum(),
+        worker.into_datum(),
+        rate_limit.into_datum(),
+        rate_period.map(|(d, _)| d),
+        partition.into_datum(),
+    ])
+}
+
+fn create_queue(args: &Args) -> Result<()> {
+    let values = settings(args)?;
+    spi::connect(|| match CREATE.run(&values).len() {
+        1 => Ok(()),
+        _ => Err(WorkflowError::QueueExists { queue: args.text(0).unwrap_or_default() }),
+    })
+}
+
+fn alter_queue(args: &Args) -> Result<()> {
+    let values = settings(args)?;
+    let queue = args.text(0).unwrap_or_default();
+    spi::connect(|| match ALTER.run(&values).len() {
+        1 => {
+            wake_dequeuers(&queue); // looser limits may let waiting dequeuers claim now
+            Ok(())
+        }
+        _ => Err(WorkflowError::UnknownQueue { queue: queue.clone() }),
+    })
+}
+
+fn drop_queue(args: &Args) -> Result<()> {
+    let queue = args.name(0, "name")?;
+    if queue == "default" {
+        return Err(WorkflowError::DefaultQueue);
+    }
+    spi::connect(|| {
+        if EXISTS.run(&[text_datum(&queue)]).is_empty() {
+            return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
+        }
+        LOCK_RUNS.run(&[]);
+        let active = ACTIVE_RUNS.run(&[text_datum(&queue)]).int8(0, 1).unwrap_or(0);
+        if active > 0 {
+            return Err(WorkflowError::QueueInUse { queue: queue.clone(), active });
+        }
+        DROP.run(&[text_datum(&queue)]);
+        Ok(())
+    })
+}
+
+fn enqueue(args: &Args) -> Result<String> {
+    let queue = args.name(0, "queue")?;
+    let name = args.name(1, "name")?;
+    let input = args.jsonb(2, "input")?;
+    let given_id = args.optional_name(3, "workflow_id")?;
+    let priority = args.int(4).ok_or(WorkflowError::NullArgument { arg: "priority" })?;
+    let deduplication_id = args.optional_name(5, "deduplication_id")?;
+    let partition_key = args.optional_name(6, "partition_key")?;
+    let delay = args.interval(7, "delay")?.map(|(d, _)| d);
+    let timeout = args.interval(8, "timeout")?.map(|(d, _)| d);
+    let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let row = [
+        text_datum(&workflow_id),
+        text_datum(&name),
+        text_datum(&queue),
+        input,
+        priority.into_datum(),
+        deduplication_id.as_deref().and_then(text_datum),
+        partition_key.as_deref().and_then(text_datum),
+        timeout,
+        delay,
+    ];
+    spi::connect(|| {
+        if ENQUEUE.run(&row).len() == 1 {
+            wake_dequeuers(&queue);
+            return Ok(workflow_id.clone());
+        }
+        why_not_enqueued(&queue, &workflow_id, &name, deduplication_id.as_deref())
+    })
+}
+
+/// The insert was skipped: an unknown queue, an id that exists (same name: enqueue is
+/// idempotent and returns it), or an active run with the same deduplication_id.
+fn why_not_enqueued(queue: &str, workflow_id: &str, name: &str, deduplication_id: Option<&str>) -> Result<String> {
+    if EXISTS.run(&[text_datum(queue)]).is_empty() {
+        return Err(WorkflowError::UnknownQueue { queue: queue.into() });
+    }
+    if let Some(existing) = SAME_ID.run(&[text_datum(workflow_id)]).text(0, 1) {
+        if existing == name {
+            return Ok(workflow_id.into());
+        }
+        return Err(WorkflowError::NameMismatch {
+            workflow_id: workflow_id.into(),
+            existing,
+            requested: name.into(),
+        });
+    }
+    let dedup = deduplication_id.unwrap_or_default();
+    let holder = SAME_DEDUPLICATION.run(&[text_datum(queue), text_datum(dedup)]).text(0, 1);
+    Err(WorkflowError::Duplicate {
+        queue: queue.into(),
+        deduplication_id: dedup.into(),
+        workflow_id: holder.unwrap_or_else(|| "(just finished)".into()),
+    })
+}
+
+sql_function!(wf_create_queue, pg_finfo_wf_create_queue, create_queue);
+sql_function!(wf_alter_queue, pg_finfo_wf_alter_queue, alter_queue);
+sql_function!(wf_drop_queue, pg_finfo_wf_drop_queue, drop_queue);
+sql_function!(wf_enqueue, pg_finfo_wf_enqueue, enqueue);
