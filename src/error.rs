@@ -15,6 +15,7 @@ pub enum WorkflowError {
     EmptyArgument { arg: &'static str },
     InvalidStep { step: i32 },
     NegativeInterval { arg: &'static str },
+    ZeroInterval { arg: &'static str },
     PayloadTooLarge { arg: &'static str, bytes: usize, limit: usize },
     UnknownWorkflow { workflow_id: String },
     UnknownExecutor { executor_id: String },
@@ -41,7 +42,7 @@ impl WorkflowError {
         use WorkflowError::*;
         match self {
             NullArgument { .. } => "22004",
-            EmptyArgument { .. } | InvalidStep { .. } | NegativeInterval { .. } => "22023",
+            EmptyArgument { .. } | InvalidStep { .. } | NegativeInterval { .. } | ZeroInterval { .. } => "22023",
             InvalidLimit { .. } | RateNeedsBoth => "22023",
             UnknownQueue { .. } => "WF005",
             QueueExists { .. } => "42710",
@@ -84,6 +85,7 @@ impl fmt::Display for WorkflowError {
             EmptyArgument { arg } => write!(f, "{arg} must not be empty"),
             InvalidStep { step } => write!(f, "step must be 1 or more, got {step}"),
             NegativeInterval { arg } => write!(f, "{arg} must not be negative"),
+            ZeroInterval { arg } => write!(f, "{arg} must be longer than zero"),
             PayloadTooLarge { arg, bytes, limit } => {
                 write!(f, "{arg} is {bytes} bytes, over workflow.max_payload_size ({limit} bytes)")
             }

@@ -74,7 +74,7 @@ fn settings(args: &Args) -> Result<[Option<Datum>; 6]> {
     let rate_period = args.interval(4, "rate_period")?;
     let partition = validate::limit("partition_concurrency", args.int(5))?;
     if let Some((_, 0)) = rate_period {
-        return Err(WorkflowError::InvalidLimit { arg: "rate_period", value: 0 });
+        return Err(WorkflowError::ZeroInterval { arg: "rate_period" });
     }
     if rate_limit.is_some() != rate_period.is_some() {
         return Err(WorkflowError::RateNeedsBoth);
