@@ -4,6 +4,7 @@ CREATE VIEW workflow.runs AS
 SELECT r.workflow_id, r.name, r.status, r.queue, r.executor_id,
        r.input, r.output, r.error, r.priority, r.recovery_attempts,
        r.created_at, r.started_at, r.finished_at, r.deadline,
+       r.deduplication_id, r.partition_key, r.available_at, r.attempt, r.timeout,
        coalesce((SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id), 0)
            AS last_step,
        coalesce(r.finished_at, now()) - r.started_at AS duration

@@ -160,6 +160,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
     let deadline = Instant::now() + Duration::from_micros(wait as u64);
     let waiter = wake::Waiter::new(queue::slot(&queue));
     loop {
+        let seen = waiter.epoch();
         // Each try runs in a subtransaction, so a try that claims nothing also gives back the
         // queue lock before we sleep.
         let tried = spi::in_subtransaction(|| {
@@ -176,7 +177,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
             let until = (at - unsafe { pg_sys::GetCurrentTimestamp() }) / 1000;
             nap = nap.min(until.max(1));
         }
-        waiter.sleep(nap);
+        waiter.sleep(seen, nap);
     }
 }
 

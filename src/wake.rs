@@ -148,28 +148,38 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     }
 }
 
-/// One waiter's registration on a slot. Register *before* checking the condition, so a
-/// broadcast between the check and the sleep is not lost; then `sleep` returns at once.
+/// One waiter on a slot. The protocol, which loses no wake-up:
+/// 1. `let seen = waiter.epoch();` before the statement that checks the condition;
+/// 2. check; if it does not hold,
+/// 3. `waiter.sleep(seen, ms)`: it registers on the condition variable, then returns at once if
+///    the slot's epoch moved since `seen` (a commit came after the check's snapshot), and
+///    otherwise sleeps until a broadcast, the timeout, or an interrupt.
+/// Registering anew on every sleep matters: a subtransaction abort cancels a registration.
 pub struct Waiter {
+    slot: usize,
     cv: Option<*mut pg_sys::ConditionVariable>,
 }
 
 impl Waiter {
     pub fn new(slot: usize) -> Self {
-        let cv = condition_variable(slot);
-        if let Some(cv) = cv {
-            unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
-        }
-        Waiter { cv }
+        Waiter { slot, cv: condition_variable(slot) }
     }
 
-    /// Sleeps until a broadcast on the slot, the timeout, or an interrupt (a query cancel or
-    /// statement_timeout raises here, as Postgres' CHECK_FOR_INTERRUPTS does).
-    pub fn sleep(&self, timeout_ms: i64) {
+    pub fn epoch(&self) -> Option<u64> {
+        epoch(self.slot)
+    }
+
+    /// Sleeps as described above. A query cancel or statement_timeout raises here, as
+    /// Postgres' CHECK_FOR_INTERRUPTS does.
+    pub fn sleep(&self, seen: Option<u64>, timeout_ms: i64) {
         let timeout_ms = timeout_ms.clamp(0, i32::MAX as i64);
         unsafe {
             match self.cv {
                 Some(cv) => {
+                    pg_sys::ConditionVariablePrepareToSleep(cv);
+                    if epoch(self.slot) != seen {
+                        return;
+                    }
                     pg_sys::ConditionVariableTimedSleep(cv, timeout_ms as _, pg_sys::PG_WAIT_EXTENSION);
                 }
                 None => {

@@ -252,6 +252,7 @@ fn wait(args: &Args) -> Result<Record> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let waiter = wake::Waiter::new(run_cache::slot(&workflow_id));
     loop {
+        let seen = waiter.epoch();
         let (status, output, error) = spi::connect(|| {
             let rows = OUTCOME.run(&[id_datum(&workflow_id)]);
             (rows.text(0, 1), rows.varlena(0, 2), rows.varlena(0, 3))
@@ -264,7 +265,7 @@ fn wait(args: &Args) -> Result<Record> {
             return Ok(Record(vec![text_datum(&workflow_id), text_datum(&status), output, error]));
         }
         let nap = left.map_or(WAIT_RECHECK_MS, |l| (l.as_millis() as i64).clamp(1, WAIT_RECHECK_MS));
-        waiter.sleep(nap);
+        waiter.sleep(seen, nap);
     }
 }
 
