@@ -22,6 +22,7 @@ unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_workflow'
 workflow.database = 'postgres'
 max_connections = 200
+autovacuum_naptime = 1s      # recommended for queues: see the README
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
 CONF

@@ -37,6 +37,14 @@ CREATE TABLE workflow.run (
     finished_at       timestamptz
 );
 
+-- Queues churn this table: every claim and finish leaves a dead version, and dead entries pile
+-- up at the head of run_ready, where every dequeue starts its scan. Only VACUUM removes them,
+-- so vacuum this table after a fixed number of changes, not a fraction of its size, and
+-- without cost delays. (Pair it with autovacuum_naptime = 1s; see the README.)
+ALTER TABLE workflow.run SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+                              autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 2000,
+                              autovacuum_vacuum_cost_delay = 0);
+
 -- What is running, per queue and executor: the concurrency limits count here, and recovery
 -- scans it (it holds only PENDING runs, so a full scan is cheap) when a lease expires.
 CREATE INDEX run_running ON workflow.run (queue, executor_id) WHERE status = 'PENDING';
@@ -83,6 +91,8 @@ CREATE TABLE workflow.queue_start (
     started_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX queue_start_window ON workflow.queue_start (queue, started_at);
+ALTER TABLE workflow.queue_start SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                      autovacuum_vacuum_cost_delay = 0);
 
 -- pg_dump keeps the data of these tables (the default queue comes with CREATE EXTENSION).
 SELECT pg_catalog.pg_extension_config_dump('workflow.executor', '');

@@ -67,16 +67,15 @@ static NEXT_DUE: Statement = Statement::new(
 );
 
 static CLAIM: Statement = Statement::new(
-    c"WITH picked AS (
-        SELECT workflow_id FROM workflow.run
-         WHERE queue = $1 AND status = 'ENQUEUED'
-         ORDER BY priority, created_at, workflow_id
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED)
-      UPDATE workflow.run r
+    c"UPDATE workflow.run r
          SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
              deadline = clock_timestamp() + r.timeout
-        FROM picked WHERE r.workflow_id = picked.workflow_id
+       WHERE r.workflow_id = ANY (ARRAY(
+               SELECT workflow_id FROM workflow.run
+                WHERE queue = $1 AND status = 'ENQUEUED'
+                ORDER BY priority, created_at, workflow_id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED))
       RETURNING r.workflow_id, r.name, r.input, r.attempt,
                 (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
                 r.priority, r.created_at",
@@ -109,7 +108,7 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
       UPDATE workflow.run r
          SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
              deadline = clock_timestamp() + r.timeout
-        FROM picked WHERE r.workflow_id = picked.workflow_id AND r.status = 'ENQUEUED'
+       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM picked)) AND r.status = 'ENQUEUED'
       RETURNING r.workflow_id, r.name, r.input, r.attempt,
                 (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
                 r.priority, r.created_at",

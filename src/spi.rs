@@ -1,7 +1,9 @@
 //! A thin layer over SPI for statements that run on every call.
 //!
 //! Each `Statement` is prepared once per backend and kept (`SPI_keepplan`), so the hot path pays
-//! neither parse nor plan. Plans survive DROP/CREATE EXTENSION: the plan cache re-analyses the
+//! neither parse nor plan. Plans are always generic: the plan cache would otherwise re-plan
+//! every call of a statement whose generic plan it rates worse than a custom one, and every
+//! statement here is written so that its generic plan is the right one. Plans survive DROP/CREATE EXTENSION: the plan cache re-analyses the
 //! kept source text when the tables it names change.
 
 use pgrx::pg_sys::{self, Datum, Oid};
@@ -29,10 +31,11 @@ impl Statement {
     fn plan(&self) -> pg_sys::SPIPlanPtr {
         if self.plan.get().is_null() {
             unsafe {
-                let plan = pg_sys::SPI_prepare(
+                let plan = pg_sys::SPI_prepare_cursor(
                     self.sql.as_ptr(),
                     self.argtypes.len() as i32,
                     self.argtypes.as_ptr().cast_mut(),
+                    pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
                 );
                 assert!(!plan.is_null(), "SPI_prepare failed for {:?}", self.sql);
                 pg_sys::SPI_keepplan(plan);
