@@ -14,25 +14,13 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, SetOf};
 use crate::queue;
-use crate::spi::{self, Statement, INT4, INTERVAL, TEXT};
+use crate::queue_cache::{self, Limits};
+use crate::spi::{self, Statement, INT4, TEXT};
+use pgrx::pg_sys::INT8OID as INT8;
 use crate::{sql_function, wake};
 use pgrx::pg_sys::{self, Datum};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
-
-/// The queue's limits, and whether the executor is registered (its lease covers the claims).
-static SETTINGS: Statement = Statement::new(
-    c"SELECT q.concurrency, q.worker_concurrency, q.rate_limit, q.rate_period, q.partition_concurrency,
-             EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
-        FROM workflow.queue q WHERE q.name = $1",
-    &[TEXT, TEXT],
-);
-
-static PROMOTE_DUE: Statement = Statement::new(
-    c"UPDATE workflow.run SET status = 'ENQUEUED'
-       WHERE queue = $1 AND status = 'DELAYED' AND available_at <= clock_timestamp()",
-    &[TEXT],
-);
 
 /// 0x77660001 ("wf", 1): our class of advisory locks, so user advisory locks do not collide.
 static LOCK_QUEUE: Statement =
@@ -46,24 +34,24 @@ static RUNNING: Statement = Statement::new(
 );
 
 static PRUNE_STARTS: Statement = Statement::new(
-    c"DELETE FROM workflow.queue_start WHERE queue = $1 AND started_at <= clock_timestamp() - $2",
-    &[TEXT, INTERVAL],
+    c"DELETE FROM workflow.queue_start
+       WHERE queue = $1 AND started_at <= clock_timestamp() - $2 * interval '1 microsecond'",
+    &[TEXT, INT8],
 );
 
 /// Starts in the window, and when the oldest of them leaves it.
 static STARTS: Statement = Statement::new(
-    c"SELECT count(*), min(started_at) + $2 FROM workflow.queue_start WHERE queue = $1",
-    &[TEXT, INTERVAL],
+    c"SELECT count(*), min(started_at) + $2 * interval '1 microsecond'
+        FROM workflow.queue_start WHERE queue = $1",
+    &[TEXT, INT8],
 );
+
+static EXECUTOR_EXISTS: Statement =
+    Statement::new(c"SELECT 1 FROM workflow.executor WHERE executor_id = $1", &[TEXT]);
 
 static RECORD_STARTS: Statement = Statement::new(
     c"INSERT INTO workflow.queue_start (queue, started_at) SELECT $1, clock_timestamp() FROM generate_series(1, $2)",
     &[TEXT, INT4],
-);
-
-static NEXT_DUE: Statement = Statement::new(
-    c"SELECT min(available_at) FROM workflow.run WHERE queue = $1 AND status = 'DELAYED'",
-    &[TEXT],
 );
 
 static CLAIM: Statement = Statement::new(
@@ -73,6 +61,7 @@ static CLAIM: Statement = Statement::new(
        WHERE r.workflow_id = ANY (ARRAY(
                SELECT workflow_id FROM workflow.run
                 WHERE queue = $1 AND status = 'ENQUEUED'
+                  AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
                 ORDER BY priority, created_at, workflow_id
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED))
@@ -93,6 +82,7 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
       candidates AS (
         SELECT workflow_id, partition_key, priority, created_at FROM workflow.run
          WHERE queue = $1 AND status = 'ENQUEUED'
+           AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
          ORDER BY priority, created_at, workflow_id
          LIMIT 1000),
       ranked AS (
@@ -118,23 +108,6 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
 /// A waiting dequeuer re-checks at least this often, for work that no commit announced
 /// (a status changed with plain UPDATE).
 const RECHECK_MS: i64 = 1000;
-
-struct Limits {
-    concurrency: Option<i32>,
-    worker_concurrency: Option<i32>,
-    rate_limit: Option<i32>,
-    rate_period: Option<Datum>,
-    partition_concurrency: Option<i32>,
-}
-
-impl Limits {
-    fn any(&self) -> bool {
-        self.concurrency.is_some()
-            || self.worker_concurrency.is_some()
-            || self.rate_limit.is_some()
-            || self.partition_concurrency.is_some()
-    }
-}
 
 /// The claimed runs, plus when to look again if there were none (µs since 2000, Postgres' epoch).
 struct Attempt {
@@ -182,35 +155,24 @@ fn dequeue(args: &Args) -> Result<SetOf> {
 
 fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool) -> Result<Attempt> {
     spi::connect(|| {
-        let q = text_datum(queue);
-        let settings = SETTINGS.run(&[q, text_datum(executor)]);
-        if settings.is_empty() {
-            return Err(WorkflowError::UnknownQueue { queue: queue.into() });
-        }
-        if settings.bool(0, 6) != Some(true) {
-            return Err(WorkflowError::UnknownExecutor { executor_id: executor.into() });
-        }
-        let limits = Limits {
-            concurrency: settings.int(0, 1),
-            worker_concurrency: settings.int(0, 2),
-            rate_limit: settings.int(0, 3),
-            rate_period: settings.by_ref(0, 4, 16), // an interval is 16 bytes
-            partition_concurrency: settings.int(0, 5),
-        };
-        PROMOTE_DUE.run(&[q]);
+        let limits = queue_cache::limits_promoting_due(queue)?;
         let (budget, rate_retry_at) =
             if limits.any() { budget(queue, executor, &limits, max_count) } else { (max_count, None) };
         let mut rows = Vec::new();
         if budget > 0 {
             rows = claim(queue, executor, budget, limits.partition_concurrency);
             if limits.rate_limit.is_some() && !rows.is_empty() {
-                RECORD_STARTS.run(&[q, (rows.len() as i32).into_datum()]);
+                RECORD_STARTS.run(&[text_datum(queue), (rows.len() as i32).into_datum()]);
             }
+        }
+        // The claim checks the executor's registration itself; say which was missing.
+        if rows.is_empty() && EXECUTOR_EXISTS.run(&[text_datum(executor)]).is_empty() {
+            return Err(WorkflowError::UnknownExecutor { executor_id: executor.into() });
         }
         let retry_at = match (rows.is_empty() && waiting, rate_retry_at) {
             (false, _) => None,
             (true, Some(at)) => Some(at),
-            (true, None) => NEXT_DUE.run(&[q]).int8(0, 1),
+            (true, None) => queue_cache::next_due(queue),
         };
         Ok(Attempt { rows, retry_at })
     })
@@ -230,9 +192,9 @@ fn budget(queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32,
         budget = budget.min(w as i64 - running.int8(0, 2).unwrap_or(0));
     }
     let mut retry_at = None;
-    if let (Some(limit), Some(period)) = (limits.rate_limit, limits.rate_period) {
-        PRUNE_STARTS.run(&[q, Some(period)]);
-        let starts = STARTS.run(&[q, Some(period)]);
+    if let (Some(limit), Some(period)) = (limits.rate_limit, limits.rate_period_micros) {
+        PRUNE_STARTS.run(&[q, period.into_datum()]);
+        let starts = STARTS.run(&[q, period.into_datum()]);
         let left = limit as i64 - starts.int8(0, 1).unwrap_or(0);
         if left <= 0 {
             retry_at = starts.int8(0, 2);

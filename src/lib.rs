@@ -11,6 +11,7 @@ mod executor;
 mod fmgr;
 mod guc;
 mod queue;
+mod queue_cache;
 mod run_cache;
 mod spi;
 mod step;

@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
-use crate::{sql_function, validate, wake};
+use crate::{queue_cache, sql_function, validate, wake};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
@@ -102,6 +102,7 @@ fn alter_queue(args: &Args) -> Result<()> {
     let queue = args.text(0).unwrap_or_default();
     spi::connect(|| match ALTER.run(&values).len() {
         1 => {
+            queue_cache::invalidate_on_commit(&queue);
             wake_dequeuers(&queue); // looser limits may let waiting dequeuers claim now
             Ok(())
         }
@@ -124,6 +125,7 @@ fn drop_queue(args: &Args) -> Result<()> {
             return Err(WorkflowError::QueueInUse { queue: queue.clone(), active });
         }
         DROP.run(&[text_datum(&queue)]);
+        queue_cache::invalidate_on_commit(&queue);
         Ok(())
     })
 }
@@ -152,6 +154,9 @@ fn enqueue(args: &Args) -> Result<String> {
     ];
     spi::connect(|| {
         if ENQUEUE.run(&row).len() == 1 {
+            if delay.is_some() {
+                queue_cache::invalidate_on_commit(&queue); // dequeuers must learn the new due time
+            }
             wake_dequeuers(&queue);
             return Ok(workflow_id.clone());
         }

@@ -115,11 +115,6 @@ impl Rows {
         self.datum(row, col).map(|d| d.value() != 0)
     }
 
-    /// A fixed-length pass-by-reference value (an interval: 16) copied like `varlena`.
-    pub fn by_ref(&self, row: usize, col: i32, typlen: i32) -> Option<Datum> {
-        self.datum(row, col).map(|d| unsafe { pg_sys::SPI_datumTransfer(d, false, typlen) })
-    }
-
     /// A varlena value (jsonb, text, ...) copied into the memory context of the function's
     /// caller, so it stays valid after `SPI_finish`.
     pub fn varlena(&self, row: usize, col: i32) -> Option<Datum> {
