@@ -26,14 +26,23 @@ GRANT EXECUTE ON FUNCTION
     workflow.register_executor(text, text), workflow.heartbeat(text),
     workflow.start(text, jsonb, text, text, interval), workflow.step_get(text, int, text),
     workflow.step_put(text, int, text, jsonb, jsonb), workflow.finish(text, jsonb),
-    workflow.fail(text, jsonb), workflow.wait(text, interval)
+    workflow.fail(text, jsonb), workflow.wait(text, interval),
+    workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval),
+    workflow.dequeue(text, text, int, interval)
   TO wf_executor;
 GRANT SELECT, INSERT, UPDATE ON workflow.run, workflow.executor TO wf_executor;
 GRANT SELECT, INSERT ON workflow.checkpoint TO wf_executor;
-GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors TO wf_reader;
+GRANT SELECT ON workflow.queue TO wf_executor;
+GRANT SELECT, INSERT, DELETE ON workflow.queue_start TO wf_executor;
+GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors, workflow.queues, workflow.queue_stats
+  TO wf_reader;
 GRANT wf_executor, wf_reader TO wf_admin;
-GRANT EXECUTE ON FUNCTION workflow.cancel(text) TO wf_admin;
+GRANT EXECUTE ON FUNCTION workflow.cancel(text),
+    workflow.create_queue(text, int, int, int, interval, int),
+    workflow.alter_queue(text, int, int, int, interval, int), workflow.drop_queue(text)
+  TO wf_admin;
 GRANT UPDATE ON workflow.run TO wf_admin;
+GRANT INSERT, UPDATE, DELETE ON workflow.queue TO wf_admin;
 
 SET ROLE wf_executor;
 SELECT workflow.register_executor('exec-role') IS NOT NULL AS registered;
@@ -51,6 +60,22 @@ RESET ROLE;
 
 SET ROLE wf_admin;
 SELECT workflow.cancel('role-1');
+SELECT workflow.create_queue('role_q', rate_limit => 10, rate_period => '1 min');
+RESET ROLE;
+
+SET ROLE wf_executor;
+SELECT workflow.enqueue('role_q', 'queued', NULL, 'role-2');
+SELECT workflow_id, attempt FROM workflow.dequeue('role_q', 'exec-role');
+SELECT workflow.finish('role-2');
+SELECT try($$SELECT workflow.drop_queue('role_q')$$);
+RESET ROLE;
+
+SET ROLE wf_reader;
+SELECT queue, enqueued, pending, starts_in_rate_window FROM workflow.queue_stats WHERE queue = 'role_q';
+RESET ROLE;
+
+SET ROLE wf_admin;
+SELECT workflow.drop_queue('role_q');
 RESET ROLE;
 SELECT status FROM workflow.runs WHERE workflow_id = 'role-1';
 
