@@ -4,6 +4,7 @@
 #   scripts/server.sh start DIR PORT   # initdb when needed, then start; idempotent
 #   scripts/server.sh stop DIR [MODE]  # MODE: fast (default) or immediate (a crash)
 #   scripts/server.sh restart DIR PORT
+# PGWF_PRELOAD=0 at the first start leaves pg_workflow out of shared_preload_libraries.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 cmd=${1:?start|stop|restart}; dir=${2:?data dir parent}; port=${3:-5499}
@@ -14,12 +15,14 @@ start)
   install -d -o postgres -g postgres "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$BIN/initdb" -D "$dir/data" --locale=C.UTF-8 -A trust -U postgres >/dev/null
+    preload="shared_preload_libraries = 'pg_workflow'"
+    [ "${PGWF_PRELOAD:-1}" = 0 ] && preload="# not preloaded"
     cat >>"$dir/data/postgresql.conf" <<CONF
 # pg_workflow scratch server
 port = $port
 listen_addresses = ''
 unix_socket_directories = '$dir'
-shared_preload_libraries = 'pg_workflow'
+$preload
 workflow.database = 'postgres'
 max_connections = 200
 autovacuum_naptime = 1s      # recommended for queues: see the README

@@ -1,0 +1,81 @@
+"""Without shared_preload_libraries there is no shared memory: waits fall back to a bounded
+poll of the process latch, and everything else works the same."""
+import os
+import shutil
+import subprocess
+import threading
+
+import psycopg
+import pytest
+
+from conftest import DATA_DIR, PORT, ROOT, wait_until
+
+DIR = os.path.join(os.path.dirname(DATA_DIR), "unpreloaded")
+SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
+
+
+@pytest.fixture(scope="module")
+def plain_server():
+    port = PORT + 10
+    subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
+    shutil.rmtree(DIR, ignore_errors=True)
+    subprocess.run([SCRIPT, "start", DIR, str(port)], check=True, env=dict(os.environ, PGWF_PRELOAD="0"))
+
+    def connect():
+        return psycopg.connect(host=DIR, port=port, user="postgres", dbname="postgres", autocommit=True)
+
+    with connect() as c:
+        c.execute("CREATE EXTENSION pg_workflow")
+        assert c.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
+    yield connect
+    subprocess.run([SCRIPT, "stop", DIR], check=True)
+
+
+def test_the_protocol_works(plain_server):
+    with plain_server() as c:
+        assert c.execute("SELECT claimed FROM workflow.start('plain', NULL, 'p-1')").fetchone()[0] is True
+        c.execute("SELECT workflow.step_put('p-1', 1, 'one', '1')")
+        assert c.execute("SELECT found FROM workflow.step_get('p-1', 1, 'one')").fetchone()[0] is True
+        c.execute("SELECT workflow.cancel('p-1')")
+        with pytest.raises(psycopg.Error) as raised:
+            c.execute("SELECT workflow.step_put('p-1', 2, 'two', '2')")
+        assert raised.value.sqlstate == "WF003"
+
+
+def test_a_waiting_dequeue_still_sees_a_later_enqueue(plain_server):
+    got = {}
+    with plain_server() as c:
+        c.execute("SELECT workflow.register_executor('plain-exec')")
+
+    def waiter():
+        with plain_server() as c:
+            got["row"] = c.execute(
+                "SELECT workflow_id FROM workflow.dequeue('default', 'plain-exec', 1, '60 s')").fetchone()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    with plain_server() as c:
+        wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%dequeue(%%' "
+                                     "AND pid <> pg_backend_pid()").fetchone()[0] == 1, what="the dequeuer")
+        c.execute("SELECT workflow.enqueue('default', 'late', NULL, 'p-2')")
+    t.join(60)
+    assert got["row"] == ("p-2",)
+
+
+def test_wait_still_sees_a_later_finish(plain_server):
+    got = {}
+    with plain_server() as c:
+        c.execute("SELECT * FROM workflow.start('plain', NULL, 'p-3')")
+
+    def waiter():
+        with plain_server() as c:
+            got["row"] = c.execute("SELECT status FROM workflow.wait('p-3', '60 s')").fetchone()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    with plain_server() as c:
+        wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%wait(%%' "
+                                     "AND pid <> pg_backend_pid()").fetchone()[0] == 1, what="the waiter")
+        c.execute("SELECT workflow.finish('p-3')")
+    t.join(60)
+    assert got["row"] == ("SUCCESS",)
