@@ -74,3 +74,7 @@ psql -qX -c "TRUNCATE workflow.run, workflow.checkpoint, workflow.queue_start"
 # Wake-up latency: enqueue sent -> waiting dequeue returns.
 read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/latency.py 200)
 echo "enqueue -> waiting dequeue latency (ms): p50 $p50, p90 $p90, max $max"
+
+# A hundred idle executors: 100 dequeuers waiting on an empty queue.
+idle=$(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/idle_waiters.py 5)
+echo "100 waiting dequeuers on an empty queue: $idle CPU-ms per second, all together"
