@@ -4,9 +4,11 @@ They use several connections, threads and processes, kill backends with SIGKILL 
 the server with `pg_ctl stop -m immediate`. They wait for conditions with generous deadlines
 and never assert a latency.
 """
+import multiprocessing
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -60,6 +62,48 @@ def crash_server():
     subprocess.run([script, "stop", DATA_DIR, "immediate"], check=True)
     subprocess.run([script, "start", DATA_DIR, str(PORT)], check=True)
     wait_until(server_accepts, what="the server to come back")
+
+
+class Background:
+    """One query on its own connection, in a thread: for sessions that block or sleep."""
+
+    def __init__(self, sql, params=(), connect_fn=None):
+        self.conn = (connect_fn or connect)()
+        self.pid = self.conn.info.backend_pid
+        self.rows, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(sql, params))
+        self.thread.start()
+
+    def _run(self, sql, params):
+        try:
+            self.rows = self.conn.execute(sql, params).fetchall()
+        except psycopg.Error as e:
+            self.error = e
+
+    def wait_until_blocked(self, wait_event_type="Extension", connect_fn=None):
+        """Returns once the session waits on `wait_event_type` (Extension: our sleep)."""
+        def blocked():
+            with (connect_fn or connect)() as c:
+                return c.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                 (self.pid,)).fetchone()[0] == wait_event_type
+        wait_until(blocked, what=f"session {self.pid} to wait on {wait_event_type}")
+        return self
+
+    def join(self):
+        self.thread.join(120)
+        assert not self.thread.is_alive(), "the background query did not return"
+        self.conn.close()
+        return self.rows
+
+
+def run_processes(target, arg_lists, timeout=600):
+    """Runs target(*args) in one OS process per entry, concurrently; each must succeed."""
+    procs = [multiprocessing.Process(target=target, args=args) for args in arg_lists]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+        assert p.exitcode == 0, f"a {target.__name__} process failed"
 
 
 def new_id(prefix):

@@ -1,24 +1,11 @@
 """Several sessions and processes at once: first write wins, leases, wake-ups, cancellation."""
-import multiprocessing
 import threading
 import time
 
 import psycopg
 import pytest
 
-from conftest import connect, new_id, wait_until
-
-
-def start_blocked(target, wait_event_type, query_part):
-    """Runs `target` in a thread and returns once its session waits on `wait_event_type`."""
-    t = threading.Thread(target=target)
-    t.start()
-    with connect() as db:
-        wait_until(lambda: db.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = %s AND query LIKE %s",
-            (wait_event_type, f"%{query_part}%")).fetchone()[0] == 1,
-            what=f"a session blocked in {query_part}")
-    return t
+from conftest import Background, connect, new_id, run_processes, wait_until
 
 
 def test_first_write_wins_and_the_second_writer_fails():
@@ -27,21 +14,12 @@ def test_first_write_wins_and_the_second_writer_fails():
         db.execute("SELECT * FROM workflow.start('race', NULL, %s)", (wid,))
     first = connect(autocommit=False)
     first.execute("SELECT workflow.step_put(%s, 1, 'step', '\"first\"')", (wid,))
-    outcome = {}
-
-    def second_writer():
-        with connect() as c:
-            try:
-                c.execute("SELECT workflow.step_put(%s, 1, 'step', '\"second\"')", (wid,))
-                outcome["result"] = "ok"
-            except psycopg.errors.UniqueViolation as e:
-                outcome["result"] = e.sqlstate
-
     # The second writer blocks on the first one's uncommitted checkpoint.
-    t = start_blocked(second_writer, "Lock", "step_put")
+    second = Background("SELECT workflow.step_put(%s, 1, 'step', '\"second\"')", (wid,))
+    second.wait_until_blocked("Lock")
     first.commit()
-    t.join(60)
-    assert outcome["result"] == "23505"
+    second.join()
+    assert isinstance(second.error, psycopg.errors.UniqueViolation)
     with connect() as db:
         assert db.execute("SELECT output FROM workflow.steps WHERE workflow_id = %s",
                           (wid,)).fetchone()[0] == "first"
@@ -51,18 +29,10 @@ def test_wait_is_woken_by_a_finish_in_another_session():
     wid = new_id("waited")
     with connect() as db:
         db.execute("SELECT * FROM workflow.start('waited', NULL, %s)", (wid,))
-    result = {}
-
-    def waiter():
-        with connect() as c:
-            result["row"] = c.execute("SELECT status, output FROM workflow.wait(%s, '120 s')",
-                                      (wid,)).fetchone()
-
-    t = start_blocked(waiter, "Extension", "workflow.wait")
-    with connect() as db:
+        waiter = Background("SELECT status, output FROM workflow.wait(%s, '120 s')", (wid,))
+        waiter.wait_until_blocked()
         db.execute("SELECT workflow.finish(%s, '{\"n\": 42}')", (wid,))
-    t.join(60)
-    assert result["row"] == ("SUCCESS", {"n": 42})
+    assert waiter.join() == [("SUCCESS", {"n": 42})]
 
 
 def test_wait_times_out_with_the_current_status():
@@ -76,25 +46,10 @@ def test_a_waiting_session_can_be_cancelled():
     wid = new_id("stuck")
     with connect() as db:
         db.execute("SELECT * FROM workflow.start('stuck', NULL, %s)", (wid,))
-    conn = connect()
-    pid = conn.info.backend_pid
-    outcome = {}
-
-    def waiter():
-        try:
-            conn.execute("SELECT * FROM workflow.wait(%s)", (wid,))
-        except psycopg.errors.QueryCanceled as e:
-            outcome["sqlstate"] = e.sqlstate
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    with connect() as db:
-        wait_until(lambda: db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                      (pid,)).fetchone()[0] == "Extension", what="the waiter to sleep")
-        db.execute("SELECT pg_cancel_backend(%s)", (pid,))
-    t.join(60)
-    assert outcome["sqlstate"] == "57014"
-    conn.close()
+        waiter = Background("SELECT * FROM workflow.wait(%s)", (wid,)).wait_until_blocked()
+        db.execute("SELECT pg_cancel_backend(%s)", (waiter.pid,))
+    waiter.join()
+    assert isinstance(waiter.error, psycopg.errors.QueryCanceled)
 
 
 def test_statement_timeout_ends_a_wait():
@@ -185,12 +140,7 @@ def run_workflows(worker, count):
 
 
 def test_several_executor_processes_run_concurrently():
-    procs = [multiprocessing.Process(target=run_workflows, args=(w, 50)) for w in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0
+    run_processes(run_workflows, [(w, 50) for w in range(6)])
     with connect() as db:
         runs, steps, ledger = db.execute(
             "SELECT count(*), sum(last_step), "

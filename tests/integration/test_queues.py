@@ -1,13 +1,12 @@
 """Queues under real concurrency: several processes dequeue at once, and the recorded start
 and finish times prove that no limit was ever exceeded."""
-import multiprocessing
 import threading
 import time
 
 import psycopg
 import pytest
 
-from conftest import connect, kill_backend, new_id, wait_until
+from conftest import Background, connect, kill_backend, new_id, run_processes
 
 
 def max_overlap(intervals):
@@ -52,12 +51,7 @@ def test_eight_dequeuers_never_exceed_global_concurrency():
     with connect() as db:
         queue = make_queue(db, concurrency=3)
         db.execute("SELECT count(workflow.enqueue(%s, 'job')) FROM generate_series(1, 2000)", (queue,))
-    procs = [multiprocessing.Process(target=drain, args=(queue, f"drain-{i}")) for i in range(8)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(600)
-        assert p.exitcode == 0
+    run_processes(drain, [(queue, f"drain-{i}") for i in range(8)])
     with connect() as db:
         spans = intervals(db, queue)
         done = db.execute("SELECT count(*) FROM workflow.runs WHERE queue = %s AND status = 'SUCCESS'",
@@ -95,12 +89,7 @@ def test_partition_limit_under_concurrent_dequeuers():
         queue = make_queue(db, partition_concurrency=2)
         db.execute("SELECT count(workflow.enqueue(%s, 'job', partition_key => 'p' || (i %% 4)))"
                    " FROM generate_series(1, 200) i", (queue,))
-    procs = [multiprocessing.Process(target=drain, args=(queue, f"part-{i}")) for i in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(600)
-        assert p.exitcode == 0
+    run_processes(drain, [(queue, f"part-{i}") for i in range(4)])
     with connect() as db:
         for part in ("p0", "p1", "p2", "p3"):
             spans = db.execute("SELECT started_at, finished_at FROM workflow.runs "
@@ -113,12 +102,7 @@ def test_rate_limit_over_a_two_second_window():
     with connect() as db:
         queue = make_queue(db, rate_limit=4, rate_period="2 s")
         db.execute("SELECT count(workflow.enqueue(%s, 'job')) FROM generate_series(1, 12)", (queue,))
-    procs = [multiprocessing.Process(target=drain, args=(queue, f"rate-{i}")) for i in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(600)
-        assert p.exitcode == 0
+    run_processes(drain, [(queue, f"rate-{i}") for i in range(3)])
     with connect() as db:
         starts = [r[0] for r in db.execute(
             "SELECT started_at FROM workflow.runs WHERE queue = %s ORDER BY started_at", (queue,)).fetchall()]
@@ -148,23 +132,10 @@ def test_a_waiting_dequeuer_is_woken_by_an_enqueue():
     with connect() as db:
         queue = make_queue(db)
         db.execute("SELECT workflow.register_executor('sleeper')")
-    got = {}
-    conn = connect()
-    pid = conn.info.backend_pid
-
-    def waiter():
-        got["row"] = conn.execute("SELECT workflow_id FROM workflow.dequeue(%s, 'sleeper', 1, '120 s')",
-                                  (queue,)).fetchone()
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    with connect() as db:
-        wait_until(lambda: db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                      (pid,)).fetchone()[0] == "Extension", what="the dequeuer to sleep")
+        waiter = Background("SELECT workflow_id FROM workflow.dequeue(%s, 'sleeper', 1, '120 s')", (queue,))
+        waiter.wait_until_blocked()
         wid = db.execute("SELECT workflow.enqueue(%s, 'wake')", (queue,)).fetchone()[0]
-    t.join(60)
-    assert got["row"] == (wid,)
-    conn.close()
+    assert waiter.join() == [(wid,)]
 
 
 def test_a_waiting_dequeuer_honours_statement_timeout():
@@ -183,20 +154,8 @@ def test_a_finish_frees_a_slot_for_a_waiting_dequeuer():
         db.execute("SELECT workflow.register_executor('first')")
         db.execute("SELECT workflow.register_executor('second')")
         first = db.execute("SELECT workflow_id FROM workflow.dequeue(%s, 'first')", (queue,)).fetchone()[0]
-    got = {}
-    conn = connect()
-    pid = conn.info.backend_pid
-
-    def waiter():
-        got["row"] = conn.execute("SELECT workflow_id FROM workflow.dequeue(%s, 'second', 1, '120 s')",
-                                  (queue,)).fetchone()
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    with connect() as db:
-        wait_until(lambda: db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                      (pid,)).fetchone()[0] == "Extension", what="the dequeuer to sleep")
+        waiter = Background("SELECT workflow_id FROM workflow.dequeue(%s, 'second', 1, '120 s')", (queue,))
+        waiter.wait_until_blocked()
         db.execute("SELECT workflow.finish(%s)", (first,))
-    t.join(60)
-    assert got["row"] is not None and got["row"][0] != first
-    conn.close()
+    rows = waiter.join()
+    assert len(rows) == 1 and rows[0][0] != first

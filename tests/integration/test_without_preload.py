@@ -3,12 +3,11 @@ poll of the process latch, and everything else works the same."""
 import os
 import shutil
 import subprocess
-import threading
 
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, ROOT, wait_until
+from conftest import DATA_DIR, PORT, ROOT, Background
 
 DIR = os.path.join(os.path.dirname(DATA_DIR), "unpreloaded")
 SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
@@ -43,39 +42,19 @@ def test_the_protocol_works(plain_server):
 
 
 def test_a_waiting_dequeue_still_sees_a_later_enqueue(plain_server):
-    got = {}
     with plain_server() as c:
         c.execute("SELECT workflow.register_executor('plain-exec')")
-
-    def waiter():
-        with plain_server() as c:
-            got["row"] = c.execute(
-                "SELECT workflow_id FROM workflow.dequeue('default', 'plain-exec', 1, '60 s')").fetchone()
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    with plain_server() as c:
-        wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%dequeue(%%' "
-                                     "AND pid <> pg_backend_pid()").fetchone()[0] == 1, what="the dequeuer")
+        waiter = Background("SELECT workflow_id FROM workflow.dequeue('default', 'plain-exec', 1, '60 s')",
+                            connect_fn=plain_server)
+        waiter.wait_until_blocked(connect_fn=plain_server)
         c.execute("SELECT workflow.enqueue('default', 'late', NULL, 'p-2')")
-    t.join(60)
-    assert got["row"] == ("p-2",)
+    assert waiter.join() == [("p-2",)]
 
 
 def test_wait_still_sees_a_later_finish(plain_server):
-    got = {}
     with plain_server() as c:
         c.execute("SELECT * FROM workflow.start('plain', NULL, 'p-3')")
-
-    def waiter():
-        with plain_server() as c:
-            got["row"] = c.execute("SELECT status FROM workflow.wait('p-3', '60 s')").fetchone()
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    with plain_server() as c:
-        wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%wait(%%' "
-                                     "AND pid <> pg_backend_pid()").fetchone()[0] == 1, what="the waiter")
+        waiter = Background("SELECT status FROM workflow.wait('p-3', '60 s')", connect_fn=plain_server)
+        waiter.wait_until_blocked(connect_fn=plain_server)
         c.execute("SELECT workflow.finish('p-3')")
-    t.join(60)
-    assert got["row"] == ("SUCCESS",)
+    assert waiter.join() == [("SUCCESS",)]
