@@ -37,20 +37,9 @@ CREATE TABLE workflow.run (
     finished_at       timestamptz
 );
 
--- Queues churn this table: every claim and finish leaves a dead version, and dead entries pile
--- up at the head of run_ready, where every dequeue starts its scan. Only VACUUM removes them,
--- so vacuum this table after a fixed number of changes, not a fraction of its size, and
--- without cost delays. (Pair it with autovacuum_naptime = 1s; see the README.)
-ALTER TABLE workflow.run SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
-                              autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 2000,
-                              autovacuum_vacuum_cost_delay = 0);
-
 -- What is running, per queue and executor: the concurrency limits count here, and recovery
 -- scans it (it holds only PENDING runs, so a full scan is cheap) when a lease expires.
 CREATE INDEX run_running ON workflow.run (queue, executor_id) WHERE status = 'PENDING';
-
--- The head of each queue: lower priority first, then FIFO.
-CREATE INDEX run_ready ON workflow.run (queue, priority, created_at, workflow_id) WHERE status = 'ENQUEUED';
 
 -- DELAYED runs, by the time they become claimable.
 CREATE INDEX run_delayed ON workflow.run (queue, available_at) WHERE status = 'DELAYED';
@@ -84,6 +73,23 @@ CREATE TABLE workflow.queue (
 );
 INSERT INTO workflow.queue (name) VALUES ('default');
 
+-- The ENQUEUED runs, one row each, in claim order: lower priority first, then FIFO. A claim
+-- deletes the row. Keeping the backlog in its own small table matters: every claim leaves a
+-- dead entry at the head of the index that the next claim scans from, and only VACUUM removes
+-- them. Vacuuming this small table is cheap, so it is vacuumed after a fixed number of changes
+-- (pair with autovacuum_naptime = 1s; see the README); the large run table keeps the defaults.
+CREATE TABLE workflow.ready (
+    workflow_id   text COLLATE "C" PRIMARY KEY,
+    queue         text COLLATE "C" NOT NULL,
+    priority      int NOT NULL,
+    created_at    timestamptz NOT NULL,
+    partition_key text COLLATE "C"
+);
+CREATE INDEX ready_order ON workflow.ready (queue, priority, created_at, workflow_id);
+ALTER TABLE workflow.ready SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000,
+                                autovacuum_vacuum_cost_delay = 0);
+
 -- Recent starts of rate-limited queues only; rows older than the queue's rate_period are
 -- pruned by dequeue.
 CREATE TABLE workflow.queue_start (
@@ -98,4 +104,5 @@ ALTER TABLE workflow.queue_start SET (autovacuum_vacuum_scale_factor = 0, autova
 SELECT pg_catalog.pg_extension_config_dump('workflow.executor', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.run', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.checkpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.ready', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.queue', $$WHERE name <> 'default'$$);

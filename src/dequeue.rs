@@ -54,17 +54,22 @@ static RECORD_STARTS: Statement = Statement::new(
     &[TEXT, INT4],
 );
 
+/// Takes the first ready rows that no other dequeuer has locked, and marks their runs PENDING.
 static CLAIM: Statement = Statement::new(
-    c"UPDATE workflow.run r
+    c"WITH taken AS (
+        DELETE FROM workflow.ready
+         WHERE workflow_id = ANY (ARRAY(
+                 SELECT workflow_id FROM workflow.ready
+                  WHERE queue = $1
+                    AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
+                  ORDER BY priority, created_at, workflow_id
+                  LIMIT $3
+                  FOR UPDATE SKIP LOCKED))
+        RETURNING workflow_id)
+      UPDATE workflow.run r
          SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
              deadline = clock_timestamp() + r.timeout
-       WHERE r.workflow_id = ANY (ARRAY(
-               SELECT workflow_id FROM workflow.run
-                WHERE queue = $1 AND status = 'ENQUEUED'
-                  AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
-                ORDER BY priority, created_at, workflow_id
-                LIMIT $3
-                FOR UPDATE SKIP LOCKED))
+       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM taken)) AND r.status = 'ENQUEUED'
       RETURNING r.workflow_id, r.name, r.input, r.attempt,
                 (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
                 r.priority, r.created_at",
@@ -80,8 +85,8 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
          WHERE queue = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > clock_timestamp())
          GROUP BY partition_key),
       candidates AS (
-        SELECT workflow_id, partition_key, priority, created_at FROM workflow.run
-         WHERE queue = $1 AND status = 'ENQUEUED'
+        SELECT workflow_id, partition_key, priority, created_at FROM workflow.ready
+         WHERE queue = $1
            AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
          ORDER BY priority, created_at, workflow_id
          LIMIT 1000),
@@ -94,11 +99,14 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
       picked AS (
         SELECT workflow_id FROM ranked WHERE partition_key IS NULL OR slot <= $4
          ORDER BY priority, created_at, workflow_id
-         LIMIT $3)
+         LIMIT $3),
+      taken AS (
+        DELETE FROM workflow.ready WHERE workflow_id = ANY (ARRAY(SELECT workflow_id FROM picked))
+        RETURNING workflow_id)
       UPDATE workflow.run r
          SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
              deadline = clock_timestamp() + r.timeout
-       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM picked)) AND r.status = 'ENQUEUED'
+       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM taken)) AND r.status = 'ENQUEUED'
       RETURNING r.workflow_id, r.name, r.input, r.attempt,
                 (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
                 r.priority, r.created_at",

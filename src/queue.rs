@@ -36,15 +36,22 @@ static DROP: Statement = Statement::new(
 
 static EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE name = $1", &[TEXT]);
 
-/// One insert; ON CONFLICT covers both the id and an active deduplication_id.
+/// One statement: the run, and its place in the ready table unless it is DELAYED. ON CONFLICT
+/// covers both the id and an active deduplication_id.
 static ENQUEUE: Statement = Statement::new(
-    c"INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
-                               partition_key, timeout, available_at)
-      SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
-             $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END
-        FROM workflow.queue q WHERE q.name = $3
-      ON CONFLICT DO NOTHING
-      RETURNING workflow_id",
+    c"WITH inserted AS (
+        INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
+                                  partition_key, timeout, available_at)
+        SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
+               $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END
+          FROM workflow.queue q WHERE q.name = $3
+        ON CONFLICT DO NOTHING
+        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+      readied AS (
+        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
+        SELECT workflow_id, queue, priority, created_at, partition_key FROM inserted
+         WHERE status = 'ENQUEUED')
+      SELECT workflow_id FROM inserted",
     &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL],
 );
 

@@ -17,12 +17,15 @@ static SETTINGS: Statement = Statement::new(
     &[TEXT],
 );
 
-/// Promotes the DELAYED runs that are due, and says when the next one is.
+/// Promotes the DELAYED runs that are due into the ready table, and says when the next is.
 static PROMOTE_DUE: Statement = Statement::new(
     c"WITH promoted AS (
         UPDATE workflow.run SET status = 'ENQUEUED'
          WHERE queue = $1 AND status = 'DELAYED' AND available_at <= clock_timestamp()
-        RETURNING workflow_id)
+        RETURNING workflow_id, queue, priority, created_at, partition_key),
+      readied AS (
+        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
+        SELECT workflow_id, queue, priority, created_at, partition_key FROM promoted)
       SELECT min(available_at) FROM workflow.run
        WHERE queue = $1 AND status = 'DELAYED' AND available_at > clock_timestamp()",
     &[TEXT],

@@ -65,10 +65,15 @@ static COMPLETE: Statement = Statement::new(
     &[TEXT, TEXT, JSONB, JSONB],
 );
 
+/// An ENQUEUED run also leaves the ready table.
 static CANCEL: Statement = Statement::new(
-    c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
-       WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
-      RETURNING queue",
+    c"WITH cancelled AS (
+        UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
+         WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+        RETURNING queue),
+      unready AS (
+        DELETE FROM workflow.ready WHERE workflow_id = $1 AND EXISTS (SELECT 1 FROM cancelled))
+      SELECT queue FROM cancelled",
     &[TEXT],
 );
 

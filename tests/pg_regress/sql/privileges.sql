@@ -33,6 +33,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT, INSERT, UPDATE ON workflow.run, workflow.executor TO wf_executor;
 GRANT SELECT, INSERT ON workflow.checkpoint TO wf_executor;
 GRANT SELECT ON workflow.queue TO wf_executor;
+GRANT SELECT, INSERT, UPDATE, DELETE ON workflow.ready TO wf_executor;  -- FOR UPDATE needs UPDATE
 GRANT SELECT, INSERT, DELETE ON workflow.queue_start TO wf_executor;
 GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors, workflow.queues, workflow.queue_stats
   TO wf_reader;
