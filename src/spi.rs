@@ -7,7 +7,7 @@
 //! kept source text when the tables it names change.
 
 use pgrx::pg_sys::{self, Datum, Oid};
-use pgrx::FromDatum;
+use pgrx::{FromDatum, PgTryBuilder};
 use std::cell::Cell;
 use std::ffi::CStr;
 
@@ -124,21 +124,37 @@ impl Rows {
 
 /// Runs `f` in a subtransaction. `f` returns its result and whether to keep its work: kept,
 /// the subtransaction is released into the caller's; not kept, it is rolled back, and so are
-/// its locks. Memory context and resource owner are restored, as PL/pgSQL does.
+/// its locks. If `f` raises, the subtransaction is rolled back before the error travels on, so
+/// that a caller's own subtransaction (a PL/pgSQL EXCEPTION block) is the current one again.
+/// Memory context and resource owner are restored, as PL/pgSQL does.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> (R, bool)) -> R {
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let (result, keep) = f();
-        if keep {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    let restore = || unsafe {
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
-        result
+    };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
     }
+    let f = std::panic::AssertUnwindSafe(std::cell::Cell::new(Some(f)));
+    PgTryBuilder::new(|| {
+        let (result, keep) = (f.take().expect("runs once"))();
+        unsafe {
+            if keep {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+        }
+        restore();
+        result
+    })
+    .catch_others(|error| {
+        restore();
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        error.rethrow()
+    })
+    .execute()
 }

@@ -82,3 +82,18 @@ SELECT status FROM workflow.runs WHERE workflow_id = 'role-1';
 
 DROP OWNED BY wf_executor, wf_reader, wf_admin;
 DROP ROLE wf_executor, wf_reader, wf_admin;
+
+-- An error inside a waiting dequeue's subtransaction leaves the caller's own EXCEPTION block
+-- (here: try()) and its transaction in order.
+CREATE ROLE wf_halfway;
+GRANT USAGE ON SCHEMA workflow TO wf_halfway;
+GRANT EXECUTE ON FUNCTION workflow.dequeue(text, text, int, interval) TO wf_halfway;
+GRANT SELECT ON workflow.queue TO wf_halfway;
+SET ROLE wf_halfway;
+BEGIN;
+SELECT try($$SELECT * FROM workflow.dequeue('default', 'exec-role', 1, '1 s')$$);
+SELECT 'the transaction goes on' AS after;
+COMMIT;
+RESET ROLE;
+DROP OWNED BY wf_halfway;
+DROP ROLE wf_halfway;
