@@ -16,9 +16,8 @@ use crate::fmgr::{text_datum, Args, SetOf};
 use crate::queue;
 use crate::queue_cache::{self, Limits};
 use crate::spi::{self, Statement, INT4, TEXT};
-use pgrx::pg_sys::INT8OID as INT8;
 use crate::{sql_function, wake};
-use pgrx::pg_sys::{self, Datum};
+use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
 

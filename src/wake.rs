@@ -154,6 +154,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
 /// 3. `waiter.sleep(seen, ms)`: it registers on the condition variable, then returns at once if
 ///    the slot's epoch moved since `seen` (a commit came after the check's snapshot), and
 ///    otherwise sleeps until a broadcast, the timeout, or an interrupt.
+///
 /// Registering anew on every sleep matters: a subtransaction abort cancels a registration.
 pub struct Waiter {
     slot: usize,
