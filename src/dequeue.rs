@@ -16,7 +16,7 @@ use crate::fmgr::{text_datum, Args, SetOf};
 use crate::queue;
 use crate::queue_cache::{self, Limits};
 use crate::spi::{self, Statement, INT4, TEXT};
-use crate::{sql_function, wake};
+use crate::{sql, sql_function, wake};
 use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
@@ -53,9 +53,24 @@ static RECORD_STARTS: Statement = Statement::new(
     &[TEXT, INT4],
 );
 
+/// The end of both claims: the runs whose ready rows were `taken` become PENDING for the
+/// executor, and are returned.
+macro_rules! mark_taken_pending {
+    () => {
+        "
+      UPDATE workflow.run r
+         SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
+             deadline = clock_timestamp() + r.timeout
+       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM taken)) AND r.status = 'ENQUEUED'
+      RETURNING r.workflow_id, r.name, r.input, r.attempt,
+                (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
+                r.priority, r.created_at"
+    };
+}
+
 /// Takes the first ready rows that no other dequeuer has locked, and marks their runs PENDING.
 static CLAIM: Statement = Statement::new(
-    c"WITH taken AS (
+    sql!("WITH taken AS (
         DELETE FROM workflow.ready
          WHERE workflow_id = ANY (ARRAY(
                  SELECT workflow_id FROM workflow.ready
@@ -65,13 +80,7 @@ static CLAIM: Statement = Statement::new(
                   LIMIT $3
                   FOR UPDATE SKIP LOCKED))
         RETURNING workflow_id)
-      UPDATE workflow.run r
-         SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
-             deadline = clock_timestamp() + r.timeout
-       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM taken)) AND r.status = 'ENQUEUED'
-      RETURNING r.workflow_id, r.name, r.input, r.attempt,
-                (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
-                r.priority, r.created_at",
+", mark_taken_pending!()),
     &[TEXT, TEXT, INT4],
 );
 
@@ -79,7 +88,7 @@ static CLAIM: Statement = Statement::new(
 /// of what already runs there. Runs without a partition_key are not partition-limited.
 /// Dequeuers of this queue hold the queue lock, so no SKIP LOCKED is needed.
 static CLAIM_PARTITIONED: Statement = Statement::new(
-    c"WITH running AS (
+    sql!("WITH running AS (
         SELECT partition_key, count(*) AS n FROM workflow.run
          WHERE queue = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > clock_timestamp())
          GROUP BY partition_key),
@@ -102,13 +111,7 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
       taken AS (
         DELETE FROM workflow.ready WHERE workflow_id = ANY (ARRAY(SELECT workflow_id FROM picked))
         RETURNING workflow_id)
-      UPDATE workflow.run r
-         SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(), attempt = r.attempt + 1,
-             deadline = clock_timestamp() + r.timeout
-       WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM taken)) AND r.status = 'ENQUEUED'
-      RETURNING r.workflow_id, r.name, r.input, r.attempt,
-                (SELECT coalesce(max(c.step), 0) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id),
-                r.priority, r.created_at",
+", mark_taken_pending!()),
     &[TEXT, TEXT, INT4, INT4],
 );
 

@@ -13,6 +13,17 @@ use std::ffi::CStr;
 
 pub use pg_sys::{INT4OID as INT4, INTERVALOID as INTERVAL, JSONBOID as JSONB, TEXTOID as TEXT};
 
+/// A `&'static CStr` made of string literals (and macros that expand to them).
+#[macro_export]
+macro_rules! sql {
+    ($($part:expr),+ $(,)?) => {
+        match ::std::ffi::CStr::from_bytes_with_nul(concat!($($part),+, "\0").as_bytes()) {
+            Ok(sql) => sql,
+            Err(_) => panic!("SQL text must not contain NUL"),
+        }
+    };
+}
+
 /// One SQL statement with fixed parameter types, planned once per backend.
 pub struct Statement {
     sql: &'static CStr,
