@@ -95,3 +95,34 @@ RETURNS TABLE (workflow_id text, name text, input jsonb, attempt int, last_step 
 LANGUAGE c VOLATILE ROWS 1 AS 'MODULE_PATHNAME', 'wf_dequeue';
 COMMENT ON FUNCTION workflow.dequeue(text, text, int, interval) IS
   'Claims up to max_count runs for executor_id within every limit of the queue; with wait > 0, sleeps until work arrives.';
+
+-- schedule.rs ---------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.schedule(name text, cron text, workflow_name text, input jsonb DEFAULT NULL,
+                                  queue text DEFAULT 'default', timezone text DEFAULT 'UTC')
+RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_schedule';
+COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text) IS
+  'Creates or replaces a cron schedule (5 fields, or 6 with leading seconds; IANA time zone); returns its next fire time.';
+
+CREATE FUNCTION workflow.unschedule(name text)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_unschedule';
+
+CREATE FUNCTION workflow.pause_schedule(name text)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_pause_schedule';
+
+CREATE FUNCTION workflow.resume_schedule(name text)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_resume_schedule';
+COMMENT ON FUNCTION workflow.resume_schedule(text) IS
+  'Resumes a paused schedule from now on: times missed while paused do not fire.';
+
+CREATE FUNCTION workflow.trigger_schedule(name text)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_trigger_schedule';
+COMMENT ON FUNCTION workflow.trigger_schedule(text) IS
+  'Fires a schedule now, off its cron; returns the run''s id (cron:<name>:<UTC time>:manual).';
+
+-- tick.rs -------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.tick()
+RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_tick';
+COMMENT ON FUNCTION workflow.tick() IS
+  'One housekeeping pass: fires due schedules, promotes DELAYED runs, cancels runs past their deadline, recovers expired executors'' runs, dead-letters. Safe to call concurrently.';

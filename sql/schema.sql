@@ -106,3 +106,22 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.run', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.checkpoint', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.ready', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.queue', $$WHERE name <> 'default'$$);
+
+-- Cron registrations. next_fire_at is computed in Rust (croner, chrono-tz) on every change and
+-- after every fire; tick() fires the schedules whose time has come.
+CREATE TABLE workflow.schedule (
+    name             text COLLATE "C" PRIMARY KEY,
+    cron             text NOT NULL,
+    timezone         text NOT NULL,
+    workflow_name    text NOT NULL,
+    input            jsonb,
+    queue            text COLLATE "C" NOT NULL,
+    paused           bool NOT NULL DEFAULT false,
+    next_fire_at     timestamptz,
+    last_fired_at    timestamptz,
+    last_workflow_id text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX schedule_due ON workflow.schedule (next_fire_at) WHERE NOT paused;
+SELECT pg_catalog.pg_extension_config_dump('workflow.schedule', '');

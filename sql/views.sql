@@ -49,3 +49,9 @@ LEFT JOIN workflow.run r ON r.queue = q.name AND r.status IN ('ENQUEUED', 'DELAY
 GROUP BY q.name, q.rate_period;
 COMMENT ON VIEW workflow.queue_stats IS
   'Per queue: active runs by status, the age of the oldest ENQUEUED run, PENDING runs per executor, starts in the current rate window.';
+
+CREATE VIEW workflow.schedules AS
+SELECT name, cron, timezone, workflow_name, queue, paused, next_fire_at, last_fired_at,
+       last_workflow_id, input, created_at, updated_at
+FROM workflow.schedule;
+COMMENT ON VIEW workflow.schedules IS 'Cron schedules, their next fire time and the last run they fired.';

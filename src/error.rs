@@ -32,6 +32,9 @@ pub enum WorkflowError {
     QueueInUse { queue: String, active: i64 },
     DefaultQueue,
     Duplicate { queue: String, deduplication_id: String, workflow_id: String },
+    InvalidCron { cron: String, reason: String },
+    UnknownTimezone { timezone: String },
+    UnknownSchedule { schedule: String },
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -49,6 +52,8 @@ impl WorkflowError {
             QueueInUse { .. } => "55006",
             DefaultQueue => "55000",
             Duplicate { .. } => "23505",
+            InvalidCron { .. } | UnknownTimezone { .. } => "22023",
+            UnknownSchedule { .. } => "WF006",
             PayloadTooLarge { .. } => "54000",
             UnknownWorkflow { .. } => "WF001",
             Nondeterministic { .. } => "WF002",
@@ -118,6 +123,9 @@ impl fmt::Display for WorkflowError {
                 f,
                 "deduplication_id \"{deduplication_id}\" is taken in queue \"{queue}\" by active workflow \"{workflow_id}\""
             ),
+            InvalidCron { cron, reason } => write!(f, "invalid cron expression \"{cron}\": {reason}"),
+            UnknownTimezone { timezone } => write!(f, "unknown time zone \"{timezone}\" (use an IANA name)"),
+            UnknownSchedule { schedule } => write!(f, "schedule \"{schedule}\" does not exist"),
             NeedsReadCommitted { function } => {
                 write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")
             }

@@ -182,6 +182,15 @@ impl IntoReturn for Record {
     }
 }
 
+/// A jsonb result built in Rust (cold paths only: it goes through text).
+pub struct Json(pub serde_json::Value);
+
+impl IntoReturn for Json {
+    fn into_return(self, args: &Args) -> Datum {
+        pgrx::JsonB(self.0).into_datum().unwrap_or_else(|| return_null(args))
+    }
+}
+
 /// Rows for a set-returning function (RETURNS TABLE), handed over as a tuplestore.
 pub struct SetOf(pub Vec<Vec<Option<Datum>>>);
 

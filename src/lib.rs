@@ -5,6 +5,7 @@
 
 use pgrx::prelude::*;
 
+mod cron;
 mod dequeue;
 mod error;
 mod executor;
@@ -12,9 +13,12 @@ mod fmgr;
 mod guc;
 mod queue;
 mod queue_cache;
+mod recovery;
 mod run_cache;
+mod schedule;
 mod spi;
 mod step;
+mod tick;
 mod validate;
 mod wake;
 mod workflow;

@@ -137,6 +137,42 @@ fn drop_queue(args: &Args) -> Result<()> {
     })
 }
 
+/// One run to enqueue. `input`, `delay` and `timeout` are raw Datums (jsonb, interval).
+pub struct NewRun<'a> {
+    pub queue: &'a str,
+    pub name: &'a str,
+    pub workflow_id: &'a str,
+    pub input: Option<Datum>,
+    pub priority: i32,
+    pub deduplication_id: Option<&'a str>,
+    pub partition_key: Option<&'a str>,
+    pub delay: Option<Datum>,
+    pub timeout: Option<Datum>,
+}
+
+/// Enqueues `run`; returns its id (also when it existed already). Call inside `spi::connect`.
+pub fn enqueue_run(run: &NewRun) -> Result<String> {
+    let row = [
+        text_datum(run.workflow_id),
+        text_datum(run.name),
+        text_datum(run.queue),
+        run.input,
+        run.priority.into_datum(),
+        run.deduplication_id.and_then(text_datum),
+        run.partition_key.and_then(text_datum),
+        run.timeout,
+        run.delay,
+    ];
+    if ENQUEUE.run(&row).len() == 1 {
+        if run.delay.is_some() {
+            queue_cache::invalidate_on_commit(run.queue); // dequeuers must learn the new due time
+        }
+        wake_dequeuers(run.queue);
+        return Ok(run.workflow_id.into());
+    }
+    why_not_enqueued(run.queue, run.workflow_id, run.name, run.deduplication_id)
+}
+
 fn enqueue(args: &Args) -> Result<String> {
     let queue = args.name(0, "queue")?;
     let name = args.name(1, "name")?;
@@ -148,26 +184,18 @@ fn enqueue(args: &Args) -> Result<String> {
     let delay = args.interval(7, "delay")?.map(|(d, _)| d);
     let timeout = args.interval(8, "timeout")?.map(|(d, _)| d);
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let row = [
-        text_datum(&workflow_id),
-        text_datum(&name),
-        text_datum(&queue),
-        input,
-        priority.into_datum(),
-        deduplication_id.as_deref().and_then(text_datum),
-        partition_key.as_deref().and_then(text_datum),
-        timeout,
-        delay,
-    ];
     spi::connect(|| {
-        if ENQUEUE.run(&row).len() == 1 {
-            if delay.is_some() {
-                queue_cache::invalidate_on_commit(&queue); // dequeuers must learn the new due time
-            }
-            wake_dequeuers(&queue);
-            return Ok(workflow_id.clone());
-        }
-        why_not_enqueued(&queue, &workflow_id, &name, deduplication_id.as_deref())
+        enqueue_run(&NewRun {
+            queue: &queue,
+            name: &name,
+            workflow_id: &workflow_id,
+            input,
+            priority,
+            deduplication_id: deduplication_id.as_deref(),
+            partition_key: partition_key.as_deref(),
+            delay,
+            timeout,
+        })
     })
 }
 

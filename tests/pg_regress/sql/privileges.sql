@@ -35,15 +35,20 @@ GRANT SELECT, INSERT ON workflow.checkpoint TO wf_executor;
 GRANT SELECT ON workflow.queue TO wf_executor;
 GRANT SELECT, INSERT, UPDATE, DELETE ON workflow.ready TO wf_executor;  -- FOR UPDATE needs UPDATE
 GRANT SELECT, INSERT, DELETE ON workflow.queue_start TO wf_executor;
-GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors, workflow.queues, workflow.queue_stats
+GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors, workflow.queues, workflow.queue_stats,
+    workflow.schedules
   TO wf_reader;
 GRANT wf_executor, wf_reader TO wf_admin;
 GRANT EXECUTE ON FUNCTION workflow.cancel(text),
     workflow.create_queue(text, int, int, int, interval, int),
-    workflow.alter_queue(text, int, int, int, interval, int), workflow.drop_queue(text)
+    workflow.alter_queue(text, int, int, int, interval, int), workflow.drop_queue(text),
+    workflow.schedule(text, text, text, jsonb, text, text), workflow.unschedule(text),
+    workflow.pause_schedule(text), workflow.resume_schedule(text), workflow.trigger_schedule(text),
+    workflow.tick()
   TO wf_admin;
 GRANT UPDATE ON workflow.run TO wf_admin;
 GRANT INSERT, UPDATE, DELETE ON workflow.queue TO wf_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON workflow.schedule TO wf_admin;
 
 SET ROLE wf_executor;
 SELECT workflow.register_executor('exec-role') IS NOT NULL AS registered;
@@ -77,6 +82,14 @@ RESET ROLE;
 
 SET ROLE wf_admin;
 SELECT workflow.drop_queue('role_q');
+SELECT workflow.schedule('role_cron', '0 * * * *', 'hourly') IS NOT NULL AS scheduled;
+SELECT workflow.tick() ? 'fired' AS ticked;
+SELECT workflow.unschedule('role_cron');
+RESET ROLE;
+
+SET ROLE wf_reader;
+SELECT count(*) AS schedules_visible FROM workflow.schedules;
+SELECT try($$SELECT workflow.tick()$$);
 RESET ROLE;
 SELECT status FROM workflow.runs WHERE workflow_id = 'role-1';
 

@@ -1,0 +1,99 @@
+//! Housekeeping over runs, for tick(): promote DELAYED runs that are due, cancel runs past
+//! their deadline, and release the PENDING runs of executors whose lease has expired (or
+//! dead-letter them once they have been recovered too often).
+
+use crate::spi::{Rows, Statement, INT4};
+use crate::workflow::wake_waiters;
+use crate::{guc, queue};
+use pgrx::pg_sys::INT8OID as INT8;
+use pgrx::IntoDatum;
+
+static PROMOTE_DUE: Statement = Statement::new(
+    c"WITH promoted AS (
+        UPDATE workflow.run SET status = 'ENQUEUED'
+         WHERE status = 'DELAYED' AND available_at <= clock_timestamp()
+        RETURNING workflow_id, queue, priority, created_at, partition_key),
+      readied AS (
+        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
+        SELECT workflow_id, queue, priority, created_at, partition_key FROM promoted)
+      SELECT workflow_id, queue FROM promoted",
+    &[],
+);
+
+static CANCEL_TIMED_OUT: Statement = Statement::new(
+    c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = clock_timestamp()
+       WHERE status = 'PENDING' AND deadline <= clock_timestamp()
+      RETURNING workflow_id, queue",
+    &[],
+);
+
+/// Runs without an executor (started anonymously) have no lease to expire and stay as they
+/// are; a later start() of the same id replays them.
+static RELEASE_EXPIRED: Statement = Statement::new(
+    c"WITH expired AS (
+        SELECT r.workflow_id FROM workflow.run r
+         WHERE r.status = 'PENDING' AND r.executor_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM workflow.executor e
+                            WHERE e.executor_id = r.executor_id
+                              AND e.last_heartbeat + $1 * interval '1 millisecond' > clock_timestamp())
+         FOR UPDATE OF r SKIP LOCKED),
+      released AS (
+        UPDATE workflow.run r
+           SET status = CASE WHEN r.recovery_attempts + 1 > $2 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+                             ELSE 'ENQUEUED' END,
+               queue = coalesce(r.queue, 'default'),
+               recovery_attempts = r.recovery_attempts + 1,
+               finished_at = CASE WHEN r.recovery_attempts + 1 > $2 THEN clock_timestamp() END
+          FROM expired WHERE r.workflow_id = expired.workflow_id
+        RETURNING r.workflow_id, r.queue, r.status, r.priority, r.created_at, r.partition_key),
+      readied AS (
+        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
+        SELECT workflow_id, queue, priority, created_at, partition_key FROM released
+         WHERE status = 'ENQUEUED')
+      SELECT workflow_id, queue, status FROM released",
+    &[INT8, INT4],
+);
+
+/// What one pass did.
+#[derive(Default, serde::Serialize)]
+pub struct Counts {
+    pub fired: i64,
+    pub promoted: i64,
+    pub timed_out: i64,
+    pub recovered: i64,
+    pub dead_lettered: i64,
+}
+
+/// Wakes whoever waits on these runs and their queues; moving the runs' epochs also drops
+/// them from every backend's run cache, so a stale executor's next step_put re-reads the run.
+fn announce(rows: &Rows) {
+    for i in 0..rows.len() {
+        if let Some(id) = rows.text(i, 1) {
+            wake_waiters(&id);
+        }
+        if let Some(q) = rows.text(i, 2) {
+            queue::wake_dequeuers(&q);
+        }
+    }
+}
+
+/// Runs the three passes. Call inside `spi::connect`.
+pub fn housekeep(counts: &mut Counts) {
+    let promoted = PROMOTE_DUE.run(&[]);
+    announce(&promoted);
+    counts.promoted = promoted.len() as i64;
+
+    let timed_out = CANCEL_TIMED_OUT.run(&[]);
+    announce(&timed_out);
+    counts.timed_out = timed_out.len() as i64;
+
+    let timeout = guc::executor_timeout_ms().into_datum();
+    let released = RELEASE_EXPIRED.run(&[timeout, guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
+    announce(&released);
+    for i in 0..released.len() {
+        match released.text(i, 3).as_deref() {
+            Some("ENQUEUED") => counts.recovered += 1,
+            _ => counts.dead_lettered += 1,
+        }
+    }
+}

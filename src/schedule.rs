@@ -1,0 +1,184 @@
+//! Cron schedules: registration from SQL, and firing the due ones (from tick()). Each fire
+//! time enqueues one run with id `cron:<name>:<UTC time>`, so any number of concurrent
+//! schedulers create it once.
+
+use crate::cron::{self, CronSchedule};
+use crate::error::{Result, WorkflowError};
+use crate::fmgr::{text_datum, Args, Raw};
+use crate::queue::{self, NewRun};
+use crate::spi::{self, Statement, JSONB, TEXT};
+use crate::sql_function;
+use chrono::Utc;
+use pgrx::pg_sys::{self, Datum, TIMESTAMPTZOID as TIMESTAMPTZ};
+use pgrx::IntoDatum;
+
+/// An upsert: a changed cron or time zone restarts the schedule from now.
+static UPSERT: Statement = Statement::new(
+    c"INSERT INTO workflow.schedule AS s (name, cron, timezone, workflow_name, input, queue, next_fire_at)
+      SELECT $1, $2, $3, $4, $5, q.name, $7 FROM workflow.queue q WHERE q.name = $6
+      ON CONFLICT (name) DO UPDATE
+         SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, workflow_name = EXCLUDED.workflow_name,
+             input = EXCLUDED.input, queue = EXCLUDED.queue, next_fire_at = EXCLUDED.next_fire_at,
+             updated_at = now()
+      RETURNING s.next_fire_at",
+    &[TEXT, TEXT, TEXT, TEXT, JSONB, TEXT, TIMESTAMPTZ],
+);
+
+static DELETE: Statement =
+    Statement::new(c"DELETE FROM workflow.schedule WHERE name = $1 RETURNING name", &[TEXT]);
+
+static SET_PAUSED: Statement = Statement::new(
+    c"UPDATE workflow.schedule SET paused = $2, next_fire_at = $3, updated_at = now()
+       WHERE name = $1 RETURNING name",
+    &[TEXT, pg_sys::BOOLOID, TIMESTAMPTZ],
+);
+
+static ONE: Statement = Statement::new(
+    c"SELECT cron, timezone, workflow_name, input, queue FROM workflow.schedule WHERE name = $1",
+    &[TEXT],
+);
+
+/// The due schedules; SKIP LOCKED lets concurrent tick()s share them out.
+static DUE: Statement = Statement::new(
+    c"SELECT name, cron, timezone, workflow_name, input, queue FROM workflow.schedule
+       WHERE NOT paused AND next_fire_at <= clock_timestamp()
+       ORDER BY next_fire_at
+       FOR UPDATE SKIP LOCKED",
+    &[],
+);
+
+static FIRED: Statement = Statement::new(
+    c"UPDATE workflow.schedule SET last_fired_at = $2, last_workflow_id = $3, next_fire_at = $4
+       WHERE name = $1",
+    &[TEXT, TIMESTAMPTZ, TEXT, TIMESTAMPTZ],
+);
+
+static NEXT_DUE: Statement = Statement::new(
+    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused",
+    &[],
+);
+
+fn pg_time(t: Option<chrono::DateTime<Utc>>) -> Option<Datum> {
+    t.map(|t| Datum::from(cron::to_pg(t)))
+}
+
+fn next_from_now(schedule: &CronSchedule) -> Option<Datum> {
+    pg_time(schedule.next_after(Utc::now()))
+}
+
+fn schedule(args: &Args) -> Result<Raw> {
+    let name = args.name(0, "name")?;
+    let expression = args.name(1, "cron")?;
+    let workflow_name = args.name(2, "workflow_name")?;
+    let input = args.jsonb(3, "input")?;
+    let queue = args.name(4, "queue")?;
+    let timezone = args.name(5, "timezone")?;
+    let parsed = cron::parse(&expression, &timezone)?;
+    let row = [
+        text_datum(&name),
+        text_datum(&expression),
+        text_datum(&timezone),
+        text_datum(&workflow_name),
+        input,
+        text_datum(&queue),
+        next_from_now(&parsed),
+    ];
+    spi::connect(|| {
+        let upserted = UPSERT.run(&row);
+        if upserted.is_empty() {
+            return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
+        }
+        Ok(Raw(upserted.int8(0, 1).map(Datum::from)))
+    })
+}
+
+fn unschedule(args: &Args) -> Result<()> {
+    let name = args.name(0, "name")?;
+    spi::connect(|| match DELETE.run(&[text_datum(&name)]).len() {
+        1 => Ok(()),
+        _ => Err(WorkflowError::UnknownSchedule { schedule: name.clone() }),
+    })
+}
+
+/// Pausing clears next_fire_at; resuming restarts from now, so paused time is not made up.
+fn set_paused(args: &Args, paused: bool) -> Result<()> {
+    let name = args.name(0, "name")?;
+    spi::connect(|| {
+        let one = ONE.run(&[text_datum(&name)]);
+        let (Some(expression), Some(timezone)) = (one.text(0, 1), one.text(0, 2)) else {
+            return Err(WorkflowError::UnknownSchedule { schedule: name.clone() });
+        };
+        let next = if paused { None } else { next_from_now(&cron::parse(&expression, &timezone)?) };
+        SET_PAUSED.run(&[text_datum(&name), paused.into_datum(), next]);
+        Ok(())
+    })
+}
+
+fn pause_schedule(args: &Args) -> Result<()> {
+    set_paused(args, true)
+}
+
+fn resume_schedule(args: &Args) -> Result<()> {
+    set_paused(args, false)
+}
+
+/// Fires the schedule now, off its cron; returns the run's id.
+fn trigger_schedule(args: &Args) -> Result<String> {
+    let name = args.name(0, "name")?;
+    spi::connect(|| {
+        let one = ONE.run(&[text_datum(&name)]);
+        let (Some(workflow_name), Some(queue)) = (one.text(0, 3), one.text(0, 5)) else {
+            return Err(WorkflowError::UnknownSchedule { schedule: name.clone() });
+        };
+        let id = format!("{}:manual", cron::fire_id(&name, Utc::now()));
+        enqueue_fire(&queue, &workflow_name, one.varlena(0, 4), &id)
+    })
+}
+
+fn enqueue_fire(queue: &str, workflow_name: &str, input: Option<Datum>, id: &str) -> Result<String> {
+    queue::enqueue_run(&NewRun {
+        queue,
+        name: workflow_name,
+        workflow_id: id,
+        input,
+        priority: 0,
+        deduplication_id: None,
+        partition_key: None,
+        delay: None,
+        timeout: None,
+    })
+}
+
+/// Fires every due schedule once, at its latest fire time not after now (missed earlier times
+/// are not replayed). A schedule that cannot fire (its queue was dropped, its time zone left the
+/// database) is logged and moved on, so one bad schedule never stops the others.
+/// Call inside `spi::connect`. Returns how many fired, and when the next one is due.
+pub fn fire_due() -> (i64, Option<i64>) {
+    let due = DUE.run(&[]);
+    let now = Utc::now();
+    let mut fired = 0;
+    for i in 0..due.len() {
+        let name = due.text(i, 1).unwrap_or_default();
+        let outcome = cron::parse(&due.text(i, 2).unwrap_or_default(), &due.text(i, 3).unwrap_or_default())
+            .and_then(|parsed| {
+                let at = parsed.latest_at_or_before(now).unwrap_or(now);
+                let id = cron::fire_id(&name, at);
+                let workflow_name = due.text(i, 4).unwrap_or_default();
+                let queue = due.text(i, 6).unwrap_or_default();
+                enqueue_fire(&queue, &workflow_name, due.varlena(i, 5), &id)?;
+                FIRED.run(&[text_datum(&name), pg_time(Some(at)), text_datum(&id), pg_time(parsed.next_after(now))]);
+                Ok(())
+            });
+        match outcome {
+            Ok(()) => fired += 1,
+            Err(e) => pgrx::warning!("pg_workflow: schedule \"{name}\" did not fire: {e}"),
+        }
+    }
+    (fired, NEXT_DUE.run(&[]).int8(0, 1))
+}
+
+sql_function!(wf_schedule, pg_finfo_wf_schedule, schedule);
+sql_function!(wf_unschedule, pg_finfo_wf_unschedule, unschedule);
+sql_function!(wf_pause_schedule, pg_finfo_wf_pause_schedule, pause_schedule);
+sql_function!(wf_resume_schedule, pg_finfo_wf_resume_schedule, resume_schedule);
+sql_function!(wf_trigger_schedule, pg_finfo_wf_trigger_schedule, trigger_schedule);
