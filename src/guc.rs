@@ -1,6 +1,7 @@
 //! Settings, set in postgresql.conf (or per role/database where the context allows).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 /// How long an executor's lease lasts after its last heartbeat.
 pub static EXECUTOR_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -11,7 +12,44 @@ pub static MAX_PAYLOAD_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 102
 /// How many times a PENDING run may be recovered before it is dead-lettered.
 pub static MAX_RECOVERY_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
+/// The database the scheduler workers serve.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// How often each scheduler loop runs tick() at the least.
+pub static TICK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// How many scheduler loops to start (read when the server starts).
+pub static SCHEDULER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 pub fn init() {
+    GucRegistry::define_string_guc(
+        c"workflow.database",
+        c"The database whose schedules and recovery the scheduler workers serve.",
+        c"The workers wait while this database or the extension in it is missing.",
+        &DATABASE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.tick_interval",
+        c"The longest a scheduler worker sleeps between two tick() passes.",
+        c"Workers also wake exactly when the next schedule is due.",
+        &TICK_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.scheduler_workers",
+        c"How many scheduler workers run tick() in a loop (0 to 8; read at server start).",
+        c"",
+        &SCHEDULER_WORKERS,
+        0,
+        8,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"workflow.executor_timeout",
         c"How long an executor's lease lasts after its last heartbeat.",
@@ -50,4 +88,8 @@ pub fn executor_timeout_ms() -> i64 {
 
 pub fn max_payload_bytes() -> usize {
     MAX_PAYLOAD_SIZE.get() as usize
+}
+
+pub fn database() -> String {
+    DATABASE.get().and_then(|c| c.into_string().ok()).unwrap_or_else(|| "postgres".into())
 }

@@ -21,6 +21,7 @@ mod step;
 mod tick;
 mod validate;
 mod wake;
+mod worker;
 mod workflow;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -35,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         wake::init_shared_memory();
+        worker::register();
     }
 }
 

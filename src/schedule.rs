@@ -7,7 +7,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Raw};
 use crate::queue::{self, NewRun};
 use crate::spi::{self, Statement, JSONB, TEXT};
-use crate::sql_function;
+use crate::{sql_function, wake, worker};
 use chrono::Utc;
 use pgrx::pg_sys::{self, Datum, TIMESTAMPTZOID as TIMESTAMPTZ};
 use pgrx::IntoDatum;
@@ -88,6 +88,7 @@ fn schedule(args: &Args) -> Result<Raw> {
         if upserted.is_empty() {
             return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
         }
+        wake::notify_on_commit(worker::slot()); // the schedulers recompute their wake-up
         Ok(Raw(upserted.int8(0, 1).map(Datum::from)))
     })
 }
@@ -110,6 +111,7 @@ fn set_paused(args: &Args, paused: bool) -> Result<()> {
         };
         let next = if paused { None } else { next_from_now(&cron::parse(&expression, &timezone)?) };
         SET_PAUSED.run(&[text_datum(&name), paused.into_datum(), next]);
+        wake::notify_on_commit(worker::slot());
         Ok(())
     })
 }
