@@ -4,7 +4,8 @@
 #   scripts/server.sh start DIR PORT   # initdb when needed, then start; idempotent
 #   scripts/server.sh stop DIR [MODE]  # MODE: fast (default) or immediate (a crash)
 #   scripts/server.sh restart DIR PORT
-# PGWF_PRELOAD=0 at the first start leaves pg_workflow out of shared_preload_libraries.
+# At the first start: PGWF_PRELOAD=0 leaves pg_workflow out of shared_preload_libraries;
+# PGWF_CONF adds lines to postgresql.conf (e.g. "workflow.scheduler_workers = 4").
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 cmd=${1:?start|stop|restart}; dir=${2:?data dir parent}; port=${3:-5499}
@@ -28,6 +29,7 @@ max_connections = 200
 autovacuum_naptime = 1s      # recommended for queues: see the README
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
+${PGWF_CONF:-}
 CONF
   fi
   if ! as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
