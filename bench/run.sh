@@ -81,3 +81,7 @@ echo "enqueue -> waiting dequeue latency (ms): p50 $p50, p90 $p90, max $max"
 # A hundred idle executors: 100 dequeuers waiting on an empty queue.
 idle=$(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/idle_waiters.py 5)
 echo "100 waiting dequeuers on an empty queue: $idle CPU-ms per second, all together"
+
+# The scheduler worker: lateness of a schedule firing every second, then its idle CPU.
+read -r p50 max idle fires < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/scheduler.py 20)
+echo "cron fire lateness over $fires fires (ms): p50 $p50, max $max; idle scheduler worker: $idle CPU-ms per second"
