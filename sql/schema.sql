@@ -41,8 +41,10 @@ CREATE TABLE workflow.run (
 -- scans it (it holds only PENDING runs, so a full scan is cheap) when a lease expires.
 CREATE INDEX run_running ON workflow.run (queue, executor_id) WHERE status = 'PENDING';
 
--- DELAYED runs, by the time they become claimable.
+-- DELAYED runs, by the time they become claimable: per queue (dequeue promotes its own
+-- queue's) and over all queues (tick() promotes everything that is due).
 CREATE INDEX run_delayed ON workflow.run (queue, available_at) WHERE status = 'DELAYED';
+CREATE INDEX run_delayed_due ON workflow.run (available_at) WHERE status = 'DELAYED';
 
 -- A deduplication_id is unique per queue while a run with it is active.
 CREATE UNIQUE INDEX run_deduplication ON workflow.run (queue, deduplication_id)

@@ -44,7 +44,7 @@ static RELEASE_EXPIRED: Statement = Statement::new(
                queue = coalesce(r.queue, 'default'),
                recovery_attempts = r.recovery_attempts + 1,
                finished_at = CASE WHEN r.recovery_attempts + 1 > $2 THEN clock_timestamp() END
-          FROM expired WHERE r.workflow_id = expired.workflow_id
+         WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM expired))
         RETURNING r.workflow_id, r.queue, r.status, r.priority, r.created_at, r.partition_key),
       readied AS (
         INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
