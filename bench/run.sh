@@ -46,6 +46,9 @@ done
 psql -qX -c "SELECT workflow.create_queue('bench')" \
      -c "SELECT count(workflow.register_executor('bench-' || i)) FROM generate_series(0, 7) i" >/dev/null
 drain() {  # queue clients runs -> runs/s
+  # The bench executors do not heartbeat while pgbench drives them: renew their leases first,
+  # or the scheduler worker rightly recovers their runs once executor_timeout has passed.
+  psql -qX -c "SELECT count(workflow.register_executor('bench-' || i)) FROM generate_series(0, 7) i" >/dev/null
   pgbench -n -M prepared -t $(($3 / $2)) -c "$2" -j "$2" -D queue="$1" -f bench/drain.sql 2>&1 | awk '/^tps/ {print $3}'
 }
 # The backlog is built before the clock starts, and vacuumed, as it would be by then.
