@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
-use crate::{queue_cache, sql_function, validate, wake};
+use crate::{queue_cache, sql, sql_function, validate, wake};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
@@ -36,10 +36,24 @@ static DROP: Statement = Statement::new(
 
 static EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE name = $1", &[TEXT]);
 
+/// SQL text for a CTE body that gives the runs returned by CTE `$cte` (workflow_id, queue,
+/// priority, created_at, partition_key, status) their row in the ready table, if ENQUEUED.
+#[macro_export]
+macro_rules! ready_from {
+    ($cte:literal) => {
+        concat!(
+            "INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
+             SELECT workflow_id, queue, priority, created_at, partition_key FROM ",
+            $cte,
+            " WHERE status = 'ENQUEUED'"
+        )
+    };
+}
+
 /// One statement: the run, and its place in the ready table unless it is DELAYED. ON CONFLICT
 /// covers both the id and an active deduplication_id.
-static ENQUEUE: Statement = Statement::new(
-    c"WITH inserted AS (
+static ENQUEUE: Statement = Statement::new(sql!(
+    "WITH inserted AS (
         INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
                                   partition_key, timeout, available_at)
         SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
@@ -47,11 +61,9 @@ static ENQUEUE: Statement = Statement::new(
           FROM workflow.queue q WHERE q.name = $3
         ON CONFLICT DO NOTHING
         RETURNING workflow_id, queue, priority, created_at, partition_key, status),
-      readied AS (
-        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
-        SELECT workflow_id, queue, priority, created_at, partition_key FROM inserted
-         WHERE status = 'ENQUEUED')
-      SELECT workflow_id FROM inserted",
+      readied AS (",
+    ready_from!("inserted"),
+    ") SELECT workflow_id FROM inserted"),
     &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL],
 );
 

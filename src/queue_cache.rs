@@ -7,7 +7,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::text_datum;
 use crate::spi::{Statement, TEXT};
-use crate::wake;
+use crate::{ready_from, sql, wake};
 use std::cell::RefCell;
 
 static SETTINGS: Statement = Statement::new(
@@ -18,16 +18,15 @@ static SETTINGS: Statement = Statement::new(
 );
 
 /// Promotes the DELAYED runs that are due into the ready table, and says when the next is.
-static PROMOTE_DUE: Statement = Statement::new(
-    c"WITH promoted AS (
+static PROMOTE_DUE: Statement = Statement::new(sql!(
+    "WITH promoted AS (
         UPDATE workflow.run SET status = 'ENQUEUED'
          WHERE queue = $1 AND status = 'DELAYED' AND available_at <= clock_timestamp()
-        RETURNING workflow_id, queue, priority, created_at, partition_key),
-      readied AS (
-        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
-        SELECT workflow_id, queue, priority, created_at, partition_key FROM promoted)
-      SELECT min(available_at) FROM workflow.run
-       WHERE queue = $1 AND status = 'DELAYED' AND available_at > clock_timestamp()",
+        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+      readied AS (",
+    ready_from!("promoted"),
+    ") SELECT min(available_at) FROM workflow.run
+       WHERE queue = $1 AND status = 'DELAYED' AND available_at > clock_timestamp()"),
     &[TEXT],
 );
 

@@ -4,19 +4,18 @@
 
 use crate::spi::{Rows, Statement, INT4};
 use crate::workflow::wake_waiters;
-use crate::{guc, queue};
+use crate::{guc, queue, ready_from, sql};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
 
-static PROMOTE_DUE: Statement = Statement::new(
-    c"WITH promoted AS (
+static PROMOTE_DUE: Statement = Statement::new(sql!(
+    "WITH promoted AS (
         UPDATE workflow.run SET status = 'ENQUEUED'
          WHERE status = 'DELAYED' AND available_at <= clock_timestamp()
-        RETURNING workflow_id, queue, priority, created_at, partition_key),
-      readied AS (
-        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
-        SELECT workflow_id, queue, priority, created_at, partition_key FROM promoted)
-      SELECT workflow_id, queue FROM promoted",
+        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+      readied AS (",
+    ready_from!("promoted"),
+    ") SELECT workflow_id, queue FROM promoted"),
     &[],
 );
 
@@ -29,8 +28,8 @@ static CANCEL_TIMED_OUT: Statement = Statement::new(
 
 /// Runs without an executor (started anonymously) have no lease to expire and stay as they
 /// are; a later start() of the same id replays them.
-static RELEASE_EXPIRED: Statement = Statement::new(
-    c"WITH expired AS (
+static RELEASE_EXPIRED: Statement = Statement::new(sql!(
+    "WITH expired AS (
         SELECT r.workflow_id FROM workflow.run r
          WHERE r.status = 'PENDING' AND r.executor_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM workflow.executor e
@@ -46,11 +45,9 @@ static RELEASE_EXPIRED: Statement = Statement::new(
                finished_at = CASE WHEN r.recovery_attempts + 1 > $2 THEN clock_timestamp() END
          WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM expired))
         RETURNING r.workflow_id, r.queue, r.status, r.priority, r.created_at, r.partition_key),
-      readied AS (
-        INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
-        SELECT workflow_id, queue, priority, created_at, partition_key FROM released
-         WHERE status = 'ENQUEUED')
-      SELECT workflow_id, queue, status FROM released",
+      readied AS (",
+    ready_from!("released"),
+    ") SELECT workflow_id, queue, status FROM released"),
     &[INT8, INT4],
 );
 
