@@ -126,3 +126,30 @@ CREATE FUNCTION workflow.tick()
 RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_tick';
 COMMENT ON FUNCTION workflow.tick() IS
   'One housekeeping pass: fires due schedules, promotes DELAYED runs, cancels runs past their deadline, recovers expired executors'' runs, dead-letters. Safe to call concurrently.';
+
+-- messaging.rs --------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.send(destination_id text, message jsonb, topic text DEFAULT NULL,
+                              idempotency_key text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_send';
+COMMENT ON FUNCTION workflow.send(text, jsonb, text, text) IS
+  'Sends a message to a workflow; the same idempotency_key delivers once.';
+
+CREATE FUNCTION workflow.recv(workflow_id text, step int, topic text DEFAULT NULL,
+                              timeout interval DEFAULT '60 s')
+RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_recv';
+COMMENT ON FUNCTION workflow.recv(text, int, text, interval) IS
+  'A checkpointed step: waits for and consumes one message (NULL after the timeout); a replay returns the same.';
+
+CREATE FUNCTION workflow.set_event(workflow_id text, step int, key text, value jsonb)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_set_event';
+
+CREATE FUNCTION workflow.get_event(workflow_id text, key text, timeout interval DEFAULT '60 s')
+RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_get_event';
+COMMENT ON FUNCTION workflow.get_event(text, text, interval) IS
+  'Waits until the workflow has set the key, then returns its latest value (NULL after the timeout).';
+
+CREATE FUNCTION workflow.sleep(workflow_id text, step int, duration interval)
+RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_sleep';
+COMMENT ON FUNCTION workflow.sleep(text, int, interval) IS
+  'A checkpointed step: the durable wake-up time (recorded once). Sleep until it, e.g. SELECT pg_sleep_until(workflow.sleep(...)).';

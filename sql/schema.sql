@@ -127,3 +127,39 @@ CREATE TABLE workflow.schedule (
 );
 CREATE INDEX schedule_due ON workflow.schedule (next_fire_at) WHERE NOT paused;
 SELECT pg_catalog.pg_extension_config_dump('workflow.schedule', '');
+
+-- Messages to workflows. A consumed message stays (consumed_at set), so an idempotency key
+-- keeps meaning "delivered once" after it was read.
+CREATE TABLE workflow.message (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination_id  text COLLATE "C" NOT NULL,
+    topic           text COLLATE "C" NOT NULL,   -- '' when sent without one
+    message         jsonb,
+    idempotency_key text COLLATE "C",
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    consumed_at     timestamptz,
+    consumed_step   int
+);
+CREATE INDEX message_inbox ON workflow.message (destination_id, topic, id) WHERE consumed_at IS NULL;
+CREATE UNIQUE INDEX message_idempotency ON workflow.message (destination_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- Events: the latest value per key, and one history row per step that set one.
+CREATE TABLE workflow.event (
+    workflow_id text COLLATE "C" NOT NULL,
+    key         text COLLATE "C" NOT NULL,
+    value       jsonb,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_id, key)
+);
+CREATE TABLE workflow.event_history (
+    workflow_id text COLLATE "C" NOT NULL,
+    step        int NOT NULL,
+    key         text COLLATE "C" NOT NULL,
+    value       jsonb,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_id, step)
+);
+SELECT pg_catalog.pg_extension_config_dump('workflow.message', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.event', '');
+SELECT pg_catalog.pg_extension_config_dump('workflow.event_history', '');

@@ -11,6 +11,7 @@ mod error;
 mod executor;
 mod fmgr;
 mod guc;
+mod messaging;
 mod queue;
 mod queue_cache;
 mod recovery;

@@ -5,6 +5,7 @@ use crate::fmgr::{text_datum, Args, Record};
 use crate::spi::{self, Statement, INT4, JSONB, TEXT};
 use crate::{run_cache, sql_function};
 use crate::workflow::why_not_running;
+use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
 /// The hot path: one plain insert. The primary key makes the first writer win: a second
@@ -31,6 +32,46 @@ static GET: Statement = Statement::new(
     &[TEXT, INT4],
 );
 
+/// Refuses unless the run may take steps now (PENDING, within its deadline). Call inside
+/// `spi::connect`.
+pub fn ensure_live(workflow_id: &str) -> Result<()> {
+    if run_cache::is_known_live(workflow_id) {
+        return Ok(());
+    }
+    let epoch = run_cache::epoch_now(workflow_id);
+    let run = LIVE.run(&[text_datum(workflow_id)]);
+    if run.bool(0, 1) != Some(true) {
+        return Err(why_not_running(workflow_id));
+    }
+    run_cache::remember(workflow_id, epoch, run.int8(0, 2));
+    Ok(())
+}
+
+/// Checkpoints a step. Call inside `spi::connect`, after `ensure_live`.
+pub fn record(workflow_id: &str, step: i32, step_name: &str, output: Option<Datum>, error: Option<Datum>) {
+    PUT.run(&[text_datum(workflow_id), step.into_datum(), text_datum(step_name), output, error]);
+}
+
+/// A step's checkpoint, if recorded: Some((output, error)). Raises for an unknown, cancelled or
+/// timed-out run and for another step name there (nondeterminism). Call inside `spi::connect`.
+pub type Checkpoint = (Option<Datum>, Option<Datum>);
+
+pub fn replay(workflow_id: &str, step: i32, step_name: &str) -> Result<Option<Checkpoint>> {
+    let workflow_id = workflow_id.to_string();
+    let rows = GET.run(&[text_datum(&workflow_id), step.into_datum()]);
+    match (rows.text(0, 1).as_deref(), rows.bool(0, 2)) {
+        (None, _) => return Err(WorkflowError::UnknownWorkflow { workflow_id }),
+        (Some("CANCELLED"), _) => return Err(WorkflowError::Cancelled { workflow_id }),
+        (_, Some(true)) => return Err(WorkflowError::DeadlineExceeded { workflow_id }),
+        _ => {}
+    }
+    let Some(recorded) = rows.text(0, 3) else { return Ok(None) };
+    if recorded != step_name {
+        return Err(WorkflowError::Nondeterministic { workflow_id, step, recorded, requested: step_name.into() });
+    }
+    Ok(Some((rows.varlena(0, 4), rows.varlena(0, 5))))
+}
+
 fn put(args: &Args) -> Result<()> {
     let workflow_id = args.name(0, "workflow_id")?;
     let step = args.step(1)?;
@@ -38,16 +79,8 @@ fn put(args: &Args) -> Result<()> {
     let output = args.jsonb(3, "output")?;
     let error = args.jsonb(4, "error")?;
     spi::connect(|| {
-        let id = text_datum(&workflow_id);
-        if !run_cache::is_known_live(&workflow_id) {
-            let epoch = run_cache::epoch_now(&workflow_id);
-            let run = LIVE.run(&[id]);
-            if run.bool(0, 1) != Some(true) {
-                return Err(why_not_running(&workflow_id));
-            }
-            run_cache::remember(&workflow_id, epoch, run.int8(0, 2));
-        }
-        PUT.run(&[id, step.into_datum(), text_datum(&step_name), output, error]);
+        ensure_live(&workflow_id)?;
+        record(&workflow_id, step, &step_name, output, error);
         Ok(())
     })
 }
@@ -57,20 +90,10 @@ fn get(args: &Args) -> Result<Record> {
     let step = args.step(1)?;
     let step_name = args.name(2, "step_name")?;
     spi::connect(|| {
-        let rows = GET.run(&[text_datum(&workflow_id), step.into_datum()]);
-        match (rows.text(0, 1).as_deref(), rows.bool(0, 2)) {
-            (None, _) => return Err(WorkflowError::UnknownWorkflow { workflow_id }),
-            (Some("CANCELLED"), _) => return Err(WorkflowError::Cancelled { workflow_id }),
-            (_, Some(true)) => return Err(WorkflowError::DeadlineExceeded { workflow_id }),
-            _ => {}
-        }
-        let Some(recorded) = rows.text(0, 3) else {
-            return Ok(Record(vec![false.into_datum(), None, None]));
-        };
-        if recorded != step_name {
-            return Err(WorkflowError::Nondeterministic { workflow_id, step, recorded, requested: step_name });
-        }
-        Ok(Record(vec![true.into_datum(), rows.varlena(0, 4), rows.varlena(0, 5)]))
+        Ok(match replay(&workflow_id, step, &step_name)? {
+            Some((output, error)) => Record(vec![true.into_datum(), output, error]),
+            None => Record(vec![false.into_datum(), None, None]),
+        })
     })
 }
 

@@ -28,8 +28,13 @@ GRANT EXECUTE ON FUNCTION
     workflow.step_put(text, int, text, jsonb, jsonb), workflow.finish(text, jsonb),
     workflow.fail(text, jsonb), workflow.wait(text, interval),
     workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval),
-    workflow.dequeue(text, text, int, interval)
+    workflow.dequeue(text, text, int, interval),
+    workflow.send(text, jsonb, text, text), workflow.recv(text, int, text, interval),
+    workflow.set_event(text, int, text, jsonb), workflow.get_event(text, text, interval),
+    workflow.sleep(text, int, interval)
   TO wf_executor;
+GRANT SELECT, INSERT, UPDATE ON workflow.message, workflow.event TO wf_executor;
+GRANT SELECT, INSERT ON workflow.event_history TO wf_executor;
 GRANT SELECT, INSERT, UPDATE ON workflow.run, workflow.executor TO wf_executor;
 GRANT SELECT, INSERT ON workflow.checkpoint TO wf_executor;
 GRANT SELECT ON workflow.queue TO wf_executor;
@@ -72,6 +77,8 @@ RESET ROLE;
 SET ROLE wf_executor;
 SELECT workflow.enqueue('role_q', 'queued', NULL, 'role-2');
 SELECT workflow_id, attempt FROM workflow.dequeue('role_q', 'exec-role');
+SELECT workflow.send('role-2', '"hi"');
+SELECT workflow.recv('role-2', 1);
 SELECT workflow.finish('role-2');
 SELECT try($$SELECT workflow.drop_queue('role_q')$$);
 RESET ROLE;
