@@ -153,3 +153,25 @@ CREATE FUNCTION workflow.sleep(workflow_id text, step int, duration interval)
 RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_sleep';
 COMMENT ON FUNCTION workflow.sleep(text, int, interval) IS
   'A checkpointed step: the durable wake-up time (recorded once). Sleep until it, e.g. SELECT pg_sleep_until(workflow.sleep(...)).';
+
+-- operations.rs -------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.resume(workflow_id text)
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_resume';
+COMMENT ON FUNCTION workflow.resume(text) IS
+  'Moves a CANCELLED, ERROR or dead-lettered run back to ENQUEUED (its queue, or default), with a fresh recovery budget.';
+
+CREATE FUNCTION workflow.fork(workflow_id text, from_step int, new_workflow_id text DEFAULT NULL,
+                              queue text DEFAULT 'default')
+RETURNS text LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_fork';
+COMMENT ON FUNCTION workflow.fork(text, int, text, text) IS
+  'Enqueues a new run with the input, the checkpoints and the event history of the steps before from_step; returns its id.';
+
+CREATE FUNCTION workflow.delete(workflow_id text)
+RETURNS bool LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_delete';
+COMMENT ON FUNCTION workflow.delete(text) IS 'Deletes one ended run and all its rows.';
+
+CREATE FUNCTION workflow.gc(older_than interval)
+RETURNS bigint LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_gc';
+COMMENT ON FUNCTION workflow.gc(interval) IS
+  'Deletes finished runs older than older_than and all their rows, in batches; returns how many runs.';

@@ -32,6 +32,7 @@ CREATE TABLE workflow.run (
     partition_key     text COLLATE "C",
     available_at      timestamptz,     -- a DELAYED run becomes ENQUEUED at this time
     attempt           int NOT NULL DEFAULT 0,  -- how many times a dequeue has claimed it
+    forked_from       text COLLATE "C",
     created_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,
     finished_at       timestamptz
@@ -163,3 +164,6 @@ CREATE TABLE workflow.event_history (
 SELECT pg_catalog.pg_extension_config_dump('workflow.message', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.event', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.event_history', '');
+
+-- gc() finds finished runs by age.
+CREATE INDEX run_finished ON workflow.run (finished_at) WHERE finished_at IS NOT NULL;

@@ -4,7 +4,7 @@ CREATE VIEW workflow.runs AS
 SELECT r.workflow_id, r.name, r.status, r.queue, r.executor_id,
        r.input, r.output, r.error, r.priority, r.recovery_attempts,
        r.created_at, r.started_at, r.finished_at, r.deadline,
-       r.deduplication_id, r.partition_key, r.available_at, r.attempt, r.timeout,
+       r.deduplication_id, r.partition_key, r.available_at, r.attempt, r.timeout, r.forked_from,
        coalesce((SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id), 0)
            AS last_step,
        coalesce(r.finished_at, now()) - r.started_at AS duration
@@ -55,3 +55,10 @@ SELECT name, cron, timezone, workflow_name, queue, paused, next_fire_at, last_fi
        last_workflow_id, input, created_at, updated_at
 FROM workflow.schedule;
 COMMENT ON VIEW workflow.schedules IS 'Cron schedules, their next fire time and the last run they fired.';
+
+CREATE VIEW workflow.pending_messages AS
+SELECT destination_id AS workflow_id, nullif(topic, '') AS topic, count(*) AS messages,
+       min(created_at) AS oldest
+FROM workflow.message WHERE consumed_at IS NULL
+GROUP BY destination_id, topic;
+COMMENT ON VIEW workflow.pending_messages IS 'Messages sent but not yet received, per workflow and topic.';

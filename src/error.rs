@@ -35,6 +35,9 @@ pub enum WorkflowError {
     InvalidCron { cron: String, reason: String },
     UnknownTimezone { timezone: String },
     UnknownSchedule { schedule: String },
+    NotResumable { workflow_id: String, status: String },
+    ForkBeyondLastStep { workflow_id: String, from_step: i32, last_step: i32 },
+    RunInUse { workflow_id: String, status: String },
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -54,6 +57,9 @@ impl WorkflowError {
             Duplicate { .. } => "23505",
             InvalidCron { .. } | UnknownTimezone { .. } => "22023",
             UnknownSchedule { .. } => "WF006",
+            NotResumable { .. } => "55000",
+            ForkBeyondLastStep { .. } => "22023",
+            RunInUse { .. } => "55006",
             PayloadTooLarge { .. } => "54000",
             UnknownWorkflow { .. } => "WF001",
             Nondeterministic { .. } => "WF002",
@@ -126,6 +132,17 @@ impl fmt::Display for WorkflowError {
             InvalidCron { cron, reason } => write!(f, "invalid cron expression \"{cron}\": {reason}"),
             UnknownTimezone { timezone } => write!(f, "unknown time zone \"{timezone}\" (use an IANA name)"),
             UnknownSchedule { schedule } => write!(f, "schedule \"{schedule}\" does not exist"),
+            NotResumable { workflow_id, status } => write!(
+                f,
+                "workflow \"{workflow_id}\" is {status}; only CANCELLED, ERROR or MAX_RECOVERY_ATTEMPTS_EXCEEDED runs resume"
+            ),
+            ForkBeyondLastStep { workflow_id, from_step, last_step } => write!(
+                f,
+                "cannot fork workflow \"{workflow_id}\" from step {from_step}: its last recorded step is {last_step}"
+            ),
+            RunInUse { workflow_id, status } => {
+                write!(f, "workflow \"{workflow_id}\" is {status}; cancel it before deleting it")
+            }
             NeedsReadCommitted { function } => {
                 write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")
             }

@@ -141,6 +141,12 @@ impl IntoReturn for bool {
     }
 }
 
+impl IntoReturn for i64 {
+    fn into_return(self, _: &Args) -> Datum {
+        Datum::from(self)
+    }
+}
+
 impl IntoReturn for String {
     fn into_return(self, args: &Args) -> Datum {
         self.into_datum().unwrap_or_else(|| return_null(args))

@@ -12,6 +12,7 @@ mod executor;
 mod fmgr;
 mod guc;
 mod messaging;
+mod operations;
 mod queue;
 mod queue_cache;
 mod recovery;
