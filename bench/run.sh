@@ -88,3 +88,7 @@ echo "100 waiting dequeuers on an empty queue: $idle CPU-ms per second, all toge
 # The scheduler worker: lateness of a schedule firing every second, then its idle CPU.
 read -r p50 max idle fires < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/scheduler.py 20)
 echo "cron fire lateness over $fires fires (ms): p50 $p50, max $max; idle scheduler worker: $idle CPU-ms per second"
+
+# recv wake-up: send sent -> waiting recv returns.
+read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/recv_latency.py 200)
+echo "send -> waiting recv latency (ms): p50 $p50, p90 $p90, max $max"
