@@ -78,7 +78,7 @@ row "dequeue+finish, queue of 1 000 000 (runs/s)" 1 "$deep" "$(ratio "$deep" "$s
 psql -qX -c "TRUNCATE workflow.run, workflow.checkpoint, workflow.ready, workflow.queue_start"
 
 # Wake-up latency: enqueue sent -> waiting dequeue returns.
-read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/latency.py 200)
+read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/latency.py queue 200)
 echo "enqueue -> waiting dequeue latency (ms): p50 $p50, p90 $p90, max $max"
 
 # A hundred idle executors: 100 dequeuers waiting on an empty queue.
@@ -90,5 +90,5 @@ read -r p50 max idle fires < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=post
 echo "cron fire lateness over $fires fires (ms): p50 $p50, max $max; idle scheduler worker: $idle CPU-ms per second"
 
 # recv wake-up: send sent -> waiting recv returns.
-read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/recv_latency.py 200)
+read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/latency.py recv 200)
 echo "send -> waiting recv latency (ms): p50 $p50, p90 $p90, max $max"
