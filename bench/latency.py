@@ -57,7 +57,8 @@ def reader():
     with psycopg.connect(DSN, autocommit=True) as c:
         for i in range(SAMPLES):
             ready.set()
-            got[read(c, i)] = time.perf_counter()
+            key = read(c, i)  # first: Python evaluates the right side of d[k] = v before k
+            got[key] = time.perf_counter()
 
 
 t = threading.Thread(target=reader)
