@@ -115,10 +115,6 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
     &[TEXT, TEXT, INT4, INT4],
 );
 
-/// A waiting dequeuer re-checks at least this often, for work that no commit announced
-/// (a status changed with plain UPDATE).
-const RECHECK_MS: i64 = 1000;
-
 /// The claimed runs, plus when to look again if there were none (µs since 2000, Postgres' epoch).
 struct Attempt {
     rows: Vec<Vec<Option<Datum>>>,
@@ -150,11 +146,10 @@ fn dequeue(args: &Args) -> Result<SetOf> {
             let keep = matches!(&tried, Ok(a) if !a.rows.is_empty());
             (tried, keep)
         })?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !tried.rows.is_empty() || left.is_zero() {
-            return Ok(SetOf(tried.rows));
-        }
-        let mut nap = (left.as_millis() as i64).clamp(1, RECHECK_MS);
+        let mut nap = match wake::nap_ms(Some(deadline)) {
+            Some(nap) if tried.rows.is_empty() => nap,
+            _ => return Ok(SetOf(tried.rows)),
+        };
         if let Some(at) = tried.retry_at {
             let until = (at - unsafe { pg_sys::GetCurrentTimestamp() }) / 1000;
             nap = nap.min(until.max(1));

@@ -66,15 +66,6 @@ fn deadline_of(args: &Args, i: usize) -> Result<Option<Instant>> {
     Ok(args.interval(i, "timeout")?.map(|(_, micros)| Instant::now() + Duration::from_micros(micros as u64)))
 }
 
-fn nap(deadline: Option<Instant>) -> Option<i64> {
-    const RECHECK_MS: i64 = 1000;
-    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-        Some(left) if left.is_zero() => None,
-        Some(left) => Some((left.as_millis() as i64).clamp(1, RECHECK_MS)),
-        None => Some(RECHECK_MS),
-    }
-}
-
 fn send(args: &Args) -> Result<()> {
     let destination = args.name(0, "destination_id")?;
     let message = args.jsonb(1, "message")?;
@@ -116,11 +107,16 @@ fn recv(args: &Args) -> Result<Raw> {
         if let Some(message) = taken {
             return Ok(Raw(message));
         }
-        match nap(deadline) {
+        match wake::nap_ms(deadline) {
             Some(ms) => waiter.sleep(seen, ms),
             None => {
                 // Timed out: that too is the step's outcome, so a replay does not wait again.
-                spi::connect(|| step::record(&workflow_id, step, "recv", None, None));
+                // The run may have been cancelled while we waited: check, as any step does.
+                spi::connect(|| {
+                    ensure_live(&workflow_id)?;
+                    step::record(&workflow_id, step, "recv", None, None);
+                    Ok(())
+                })?;
                 return Ok(Raw(None));
             }
         }
@@ -163,7 +159,7 @@ fn get_event(args: &Args) -> Result<Raw> {
         if let Some(value) = found {
             return Ok(Raw(value));
         }
-        match nap(deadline) {
+        match wake::nap_ms(deadline) {
             Some(ms) => waiter.sleep(seen, ms),
             None => return Ok(Raw(None)),
         }

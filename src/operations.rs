@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Statement, INT4, INTERVAL, TEXT};
-use crate::workflow::{is_terminal, wake_waiters};
+use crate::workflow::{announce, is_terminal};
 use crate::{queue, ready_from, sql, sql_function};
 use pgrx::IntoDatum;
 
@@ -86,8 +86,7 @@ fn resume(args: &Args) -> Result<&'static str> {
     spi::connect(|| {
         let resumed = RESUME.run(&[text_datum(&workflow_id)]);
         if let Some(queue) = resumed.text(0, 1) {
-            wake_waiters(&workflow_id);
-            queue::wake_dequeuers(&queue);
+            announce(&workflow_id, Some(&queue));
             return Ok("ENQUEUED");
         }
         match STATE.run(&[text_datum(&workflow_id)]).text(0, 1) {

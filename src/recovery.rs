@@ -3,8 +3,7 @@
 //! dead-letter them once they have been recovered too often).
 
 use crate::spi::{Rows, Statement, INT4};
-use crate::workflow::wake_waiters;
-use crate::{guc, queue, ready_from, sql};
+use crate::{guc, ready_from, sql, workflow};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
 
@@ -66,10 +65,7 @@ pub struct Counts {
 fn announce(rows: &Rows) {
     for i in 0..rows.len() {
         if let Some(id) = rows.text(i, 1) {
-            wake_waiters(&id);
-        }
-        if let Some(q) = rows.text(i, 2) {
-            queue::wake_dequeuers(&q);
+            workflow::announce(&id, rows.text(i, 2).as_deref());
         }
     }
 }

@@ -148,6 +148,20 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     }
 }
 
+/// How often a waiter re-checks even without a wake-up: the safety net for changes that no
+/// commit announced (a status changed with plain UPDATE).
+const RECHECK_MS: i64 = 1000;
+
+/// How long a waiter whose wait ends at `deadline` (None: never) may sleep now: at most
+/// RECHECK_MS, at least 1 ms; None once the deadline has passed.
+pub fn nap_ms(deadline: Option<std::time::Instant>) -> Option<i64> {
+    match deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())) {
+        Some(left) if left.is_zero() => None,
+        Some(left) => Some((left.as_millis() as i64).clamp(1, RECHECK_MS)),
+        None => Some(RECHECK_MS),
+    }
+}
+
 /// One waiter on a slot. The protocol, which loses no wake-up:
 /// 1. `let seen = waiter.epoch();` before the statement that checks the condition;
 /// 2. check; if it does not hold,

@@ -87,10 +87,6 @@ static OUTCOME: Statement = Statement::new(
     &[TEXT],
 );
 
-/// When a waiter re-reads the run even without a wake-up: a safety net for status changes
-/// made by hand with UPDATE, which do not broadcast.
-const WAIT_RECHECK_MS: i64 = 1000;
-
 pub fn is_terminal(status: &str) -> bool {
     matches!(status, "SUCCESS" | "ERROR" | "CANCELLED" | "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 }
@@ -106,12 +102,12 @@ pub fn wake_waiters(workflow_id: &str) {
     wake::notify_on_commit(run_cache::slot(workflow_id));
 }
 
-/// A run left PENDING: wake its waiters, and the dequeuers of its queue, which may now have
-/// a free slot.
-fn ended(workflow_id: &str, rows: &spi::Rows) {
+/// A run changed state: wake its waiters (moving its epoch), and the dequeuers of its queue,
+/// which may now have a free slot or new work.
+pub fn announce(workflow_id: &str, queue: Option<&str>) {
     wake_waiters(workflow_id);
-    if let Some(queue) = rows.text(0, 1) {
-        queue::wake_dequeuers(&queue);
+    if let Some(queue) = queue {
+        queue::wake_dequeuers(queue);
     }
 }
 
@@ -219,7 +215,7 @@ fn complete(args: &Args, status: &'static str) -> Result<&'static str> {
         if done.is_empty() {
             return Err(why_not_running(&workflow_id));
         }
-        ended(&workflow_id, &done);
+        announce(&workflow_id, done.text(0, 1).as_deref());
         Ok(status)
     })
 }
@@ -238,7 +234,7 @@ fn cancel(args: &Args) -> Result<bool> {
     spi::connect(|| {
         let cancelled = CANCEL.run(&[id_datum(&workflow_id)]);
         if cancelled.len() == 1 {
-            ended(&workflow_id, &cancelled);
+            announce(&workflow_id, cancelled.text(0, 1).as_deref());
             return Ok(true);
         }
         match why_not_running(&workflow_id) {
@@ -265,12 +261,10 @@ fn wait(args: &Args) -> Result<Record> {
         let Some(status) = status else {
             return Err(WorkflowError::UnknownWorkflow { workflow_id });
         };
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if is_terminal(&status) || left == Some(Duration::ZERO) {
-            return Ok(Record(vec![text_datum(&workflow_id), text_datum(&status), output, error]));
+        match wake::nap_ms(deadline) {
+            Some(nap) if !is_terminal(&status) => waiter.sleep(seen, nap),
+            _ => return Ok(Record(vec![text_datum(&workflow_id), text_datum(&status), output, error])),
         }
-        let nap = left.map_or(WAIT_RECHECK_MS, |l| (l.as_millis() as i64).clamp(1, WAIT_RECHECK_MS));
-        waiter.sleep(seen, nap);
     }
 }
 
