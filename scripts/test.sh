@@ -21,6 +21,8 @@ cargo pgrx test pg15 --runas postgres --pgdata "$dir/pgrx" || failed+=("cargo pg
 
 echo "== installing the extension for the server tests"
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null 2>&1 || cargo pgrx install --pg-config "$PG_CONFIG"
+# Earlier releases' install scripts, so that the upgrade test can CREATE EXTENSION ... VERSION.
+install -m 644 sql/releases/*.sql "$($PG_CONFIG --sharedir)/extension/"
 scripts/server.sh stop "$dir/server" immediate 2>/dev/null || true
 rm -rf "$dir/server"
 scripts/server.sh start "$dir/server" "$port"

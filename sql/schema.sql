@@ -76,6 +76,25 @@ CREATE TABLE workflow.queue (
 );
 INSERT INTO workflow.queue (name) VALUES ('default');
 
+-- pg_dump keeps every queue's row, the default queue's custom limits included. pg_restore
+-- runs CREATE EXTENSION (which makes a default row) before it copies the dumped rows: this
+-- trigger turns the copy of an existing queue's row into an update of its limits.
+CREATE FUNCTION workflow.queue_keep_default() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE workflow.queue
+     SET concurrency = NEW.concurrency, worker_concurrency = NEW.worker_concurrency,
+         rate_limit = NEW.rate_limit, rate_period = NEW.rate_period,
+         partition_concurrency = NEW.partition_concurrency
+   WHERE name = NEW.name;
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER queue_keep_default BEFORE INSERT ON workflow.queue
+  FOR EACH ROW WHEN (NEW.name = 'default') EXECUTE FUNCTION workflow.queue_keep_default();
+
 -- The ENQUEUED runs, one row each, in claim order: lower priority first, then FIFO. A claim
 -- deletes the row. Keeping the backlog in its own small table matters: every claim leaves a
 -- dead entry at the head of the index that the next claim scans from, and only VACUUM removes
@@ -108,7 +127,7 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.executor', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.run', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.checkpoint', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.ready', '');
-SELECT pg_catalog.pg_extension_config_dump('workflow.queue', $$WHERE name <> 'default'$$);
+SELECT pg_catalog.pg_extension_config_dump('workflow.queue', '');
 
 -- Cron registrations. next_fire_at is computed in Rust (croner, chrono-tz) on every change and
 -- after every fire; tick() fires the schedules whose time has come.
@@ -124,7 +143,9 @@ CREATE TABLE workflow.schedule (
     last_fired_at    timestamptz,
     last_workflow_id text,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now()
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    last_error       text,            -- why the last failed fire failed (its next fire time moved on)
+    last_error_at    timestamptz
 );
 CREATE INDEX schedule_due ON workflow.schedule (next_fire_at) WHERE NOT paused;
 SELECT pg_catalog.pg_extension_config_dump('workflow.schedule', '');
@@ -144,6 +165,8 @@ CREATE TABLE workflow.message (
 CREATE INDEX message_inbox ON workflow.message (destination_id, topic, id) WHERE consumed_at IS NULL;
 CREATE UNIQUE INDEX message_idempotency ON workflow.message (destination_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- delete() and gc() remove a run's messages, consumed ones too, through this index.
+CREATE INDEX message_destination ON workflow.message (destination_id);
 
 -- Events: the latest value per key, and one history row per step that set one.
 CREATE TABLE workflow.event (
@@ -162,6 +185,8 @@ CREATE TABLE workflow.event_history (
     PRIMARY KEY (workflow_id, step)
 );
 SELECT pg_catalog.pg_extension_config_dump('workflow.message', '');
+-- Without this, a restore would start message ids at 1 again, under the restored messages.
+SELECT pg_catalog.pg_extension_config_dump('workflow.message_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.event', '');
 SELECT pg_catalog.pg_extension_config_dump('workflow.event_history', '');
 

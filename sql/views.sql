@@ -52,9 +52,10 @@ COMMENT ON VIEW workflow.queue_stats IS
 
 CREATE VIEW workflow.schedules AS
 SELECT name, cron, timezone, workflow_name, queue, paused, next_fire_at, last_fired_at,
-       last_workflow_id, input, created_at, updated_at
+       last_workflow_id, input, created_at, updated_at, last_error, last_error_at
 FROM workflow.schedule;
-COMMENT ON VIEW workflow.schedules IS 'Cron schedules, their next fire time and the last run they fired.';
+COMMENT ON VIEW workflow.schedules IS
+  'Cron schedules, their next fire time, the last run they fired, and the last fire that failed.';
 
 CREATE VIEW workflow.pending_messages AS
 SELECT destination_id AS workflow_id, nullif(topic, '') AS topic, count(*) AS messages,

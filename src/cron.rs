@@ -15,15 +15,29 @@ pub struct CronSchedule {
     tz: Tz,
 }
 
-/// Parses 5 fields, or 6 with leading seconds, in an IANA time zone.
+/// The macros that pg_cron and Vixie cron accept, as 5-field expressions.
+fn expand_macro(expression: &str) -> Option<&'static str> {
+    Some(match expression.trim().to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        _ => return None,
+    })
+}
+
+/// Parses 5 fields, or 6 with leading seconds, or a macro (@hourly, @daily, ...), in an IANA
+/// time zone.
 pub fn parse(expression: &str, timezone: &str) -> Result<CronSchedule> {
     let tz: Tz = timezone
         .parse()
         .map_err(|_| WorkflowError::UnknownTimezone { timezone: timezone.into() })?;
-    let fields = expression.split_whitespace().count();
+    let fields_of = expand_macro(expression).unwrap_or(expression);
+    let fields = fields_of.split_whitespace().count();
     let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
     let cron = match fields {
-        5 | 6 => parser.parse(expression),
+        5 | 6 => parser.parse(fields_of),
         _ => {
             return Err(WorkflowError::InvalidCron {
                 cron: expression.into(),
@@ -52,6 +66,11 @@ impl CronSchedule {
 /// The id of the run a schedule fires at `at`: any number of schedulers agree on it.
 pub fn fire_id(schedule: &str, at: DateTime<Utc>) -> String {
     format!("cron:{schedule}:{}", at.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// The id of a run fired by hand (`trigger_schedule`): unique per call.
+pub fn manual_fire_id(schedule: &str, unique: uuid::Uuid) -> String {
+    format!("cron:{schedule}:manual:{unique}")
 }
 
 pub fn to_pg(t: DateTime<Utc>) -> i64 {
@@ -83,6 +102,36 @@ mod tests {
         assert!(matches!(parse("* * * * * * 2030", "UTC"), Err(WorkflowError::InvalidCron { .. })));
         assert!(matches!(parse("not cron at all", "UTC"), Err(WorkflowError::InvalidCron { .. })));
         assert!(matches!(parse("* * * * *", "Mars/Olympus"), Err(WorkflowError::UnknownTimezone { .. })));
+    }
+
+    #[test]
+    fn macros_are_the_usual_expressions() {
+        let now = utc("2026-03-14T15:09:26Z");
+        let hourly = parse("@hourly", "UTC").unwrap();
+        assert_eq!(hourly.next_after(now), Some(utc("2026-03-14T16:00:00Z")));
+        let daily = parse("@daily", "UTC").unwrap();
+        assert_eq!(daily.next_after(now), Some(utc("2026-03-15T00:00:00Z")));
+        assert_eq!(parse("@midnight", "UTC").unwrap().next_after(now), daily.next_after(now));
+        assert_eq!(parse("@weekly", "UTC").unwrap().next_after(now), Some(utc("2026-03-15T00:00:00Z")));
+        assert_eq!(parse("@monthly", "UTC").unwrap().next_after(now), Some(utc("2026-04-01T00:00:00Z")));
+        for yearly in ["@yearly", "@annually", "@YEARLY"] {
+            assert_eq!(parse(yearly, "UTC").unwrap().next_after(now), Some(utc("2027-01-01T00:00:00Z")));
+        }
+        assert!(matches!(parse("@reboot", "UTC"), Err(WorkflowError::InvalidCron { .. })));
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_has_no_next_time() {
+        let feb_31 = parse("0 0 31 2 *", "UTC").unwrap();
+        assert_eq!(feb_31.next_after(utc("2026-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn manual_fire_ids_differ_per_call() {
+        let a = manual_fire_id("nightly", uuid::Uuid::now_v7());
+        let b = manual_fire_id("nightly", uuid::Uuid::now_v7());
+        assert!(a.starts_with("cron:nightly:manual:"));
+        assert_ne!(a, b);
     }
 
     #[test]

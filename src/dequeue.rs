@@ -12,12 +12,13 @@
 //! and now() stands still for all of it.
 
 use crate::error::{Result, WorkflowError};
-use crate::fmgr::{text_datum, Args, SetOf};
+use crate::fmgr::{text_datum, Args, Field, SetOf};
 use crate::queue;
 use crate::queue_cache::{self, Limits};
-use crate::spi::{self, Statement, INT4, TEXT};
+use crate::spi::{self, Conn, Statement, INT4, TEXT};
+use crate::workflow::needs_read_committed;
 use crate::{sql, sql_function, wake};
-use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
+use pgrx::pg_sys::{self, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,8 @@ static RECORD_STARTS: Statement = Statement::new(
 );
 
 /// The end of both claims: the runs whose ready rows were `taken` become PENDING for the
-/// executor, and are returned.
+/// executor, and are returned. The ready rows are locked (deleted) before the run rows: the
+/// lock order that `start` and `cancel` follow too.
 macro_rules! mark_taken_pending {
     () => {
         "
@@ -117,7 +119,7 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
 
 /// The claimed runs, plus when to look again if there were none (µs since 2000, Postgres' epoch).
 struct Attempt {
-    rows: Vec<Vec<Option<Datum>>>,
+    rows: Vec<Vec<Field>>,
     retry_at: Option<i64>,
 }
 
@@ -129,9 +131,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
         return Err(WorkflowError::InvalidLimit { arg: "max_count", value: max_count as i64 });
     }
     let wait = args.interval(3, "wait")?.map_or(0, |(_, micros)| micros);
-    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        return Err(WorkflowError::NeedsReadCommitted { function: "dequeue" });
-    }
+    needs_read_committed("dequeue")?;
     if wait == 0 {
         return attempt(&queue, &executor, max_count, false).map(|a| SetOf(a.rows));
     }
@@ -151,6 +151,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
             _ => return Ok(SetOf(tried.rows)),
         };
         if let Some(at) = tried.retry_at {
+            // SAFETY: reads the clock.
             let until = (at - unsafe { pg_sys::GetCurrentTimestamp() }) / 1000;
             nap = nap.min(until.max(1));
         }
@@ -159,25 +160,25 @@ fn dequeue(args: &Args) -> Result<SetOf> {
 }
 
 fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool) -> Result<Attempt> {
-    spi::connect(|| {
-        let limits = queue_cache::limits_promoting_due(queue)?;
+    spi::connect(|c| {
+        let (limits, next_due) = queue_cache::limits_promoting_due(c, queue)?;
         let (budget, rate_retry_at) =
-            if limits.any() { budget(queue, executor, &limits, max_count) } else { (max_count, None) };
+            if limits.any() { budget(c, queue, executor, &limits, max_count) } else { (max_count, None) };
         let mut rows = Vec::new();
         if budget > 0 {
-            rows = claim(queue, executor, budget, limits.partition_concurrency);
+            rows = claim(c, queue, executor, budget, limits.partition_concurrency);
             if limits.rate_limit.is_some() && !rows.is_empty() {
-                RECORD_STARTS.run(&[text_datum(queue), (rows.len() as i32).into_datum()]);
+                RECORD_STARTS.run(c, &[text_datum(queue), (rows.len() as i32).into_datum()]);
             }
         }
         // The claim checks the executor's registration itself; say which was missing.
-        if rows.is_empty() && EXECUTOR_EXISTS.run(&[text_datum(executor)]).is_empty() {
+        if rows.is_empty() && EXECUTOR_EXISTS.run(c, &[text_datum(executor)]).is_empty() {
             return Err(WorkflowError::UnknownExecutor { executor_id: executor.into() });
         }
         let retry_at = match (rows.is_empty() && waiting, rate_retry_at) {
             (false, _) => None,
             (true, Some(at)) => Some(at),
-            (true, None) => queue_cache::next_due(queue),
+            (true, None) => next_due,
         };
         Ok(Attempt { rows, retry_at })
     })
@@ -185,11 +186,11 @@ fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool) -> Result
 
 /// How many runs this dequeuer may claim now, under the queue lock; and, when the rate limit
 /// is what stops it, when the next start frees up.
-fn budget(queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32, Option<i64>) {
+fn budget(c: &Conn, queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32, Option<i64>) {
     let q = text_datum(queue);
-    LOCK_QUEUE.run(&[q]);
+    LOCK_QUEUE.run(c, &[q]);
     let mut budget = max_count as i64;
-    let running = RUNNING.run(&[q, text_datum(executor)]);
+    let running = RUNNING.run(c, &[q, text_datum(executor)]);
     if let Some(c) = limits.concurrency {
         budget = budget.min(c as i64 - running.int8(0, 1).unwrap_or(0));
     }
@@ -198,8 +199,8 @@ fn budget(queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32,
     }
     let mut retry_at = None;
     if let (Some(limit), Some(period)) = (limits.rate_limit, limits.rate_period_micros) {
-        PRUNE_STARTS.run(&[q, period.into_datum()]);
-        let starts = STARTS.run(&[q, period.into_datum()]);
+        PRUNE_STARTS.run(c, &[q, period.into_datum()]);
+        let starts = STARTS.run(c, &[q, period.into_datum()]);
         let left = limit as i64 - starts.int8(0, 1).unwrap_or(0);
         if left <= 0 {
             retry_at = starts.int8(0, 2);
@@ -209,17 +210,17 @@ fn budget(queue: &str, executor: &str, limits: &Limits, max_count: i32) -> (i32,
     (budget.clamp(0, i32::MAX as i64) as i32, retry_at)
 }
 
-fn claim(queue: &str, executor: &str, budget: i32, partition_limit: Option<i32>) -> Vec<Vec<Option<Datum>>> {
+fn claim(c: &Conn, queue: &str, executor: &str, budget: i32, partition_limit: Option<i32>) -> Vec<Vec<Field>> {
     let (q, e, n) = (text_datum(queue), text_datum(executor), budget.into_datum());
     let claimed = match partition_limit {
-        Some(p) => CLAIM_PARTITIONED.run(&[q, e, n, p.into_datum()]),
-        None => CLAIM.run(&[q, e, n]),
+        Some(p) => CLAIM_PARTITIONED.run(c, &[q, e, n, p.into_datum()]),
+        None => CLAIM.run(c, &[q, e, n]),
     };
     // RETURNING has no order: restore the queue's (priority, then FIFO by created_at).
-    let mut rows: Vec<(i32, i64, Vec<Option<Datum>>)> = (0..claimed.len())
+    let mut rows: Vec<(i32, i64, Vec<Field>)> = (0..claimed.len())
         .map(|i| {
-            let row = vec![claimed.varlena(i, 1), claimed.varlena(i, 2), claimed.varlena(i, 3),
-                           claimed.int(i, 4).into_datum(), claimed.int(i, 5).into_datum()];
+            let row = vec![claimed.varlena(i, 1).into(), claimed.varlena(i, 2).into(), claimed.varlena(i, 3).into(),
+                           claimed.int(i, 4).into(), claimed.int(i, 5).into()];
             (claimed.int(i, 6).unwrap_or(0), claimed.int8(i, 7).unwrap_or(0), row)
         })
         .collect();

@@ -13,6 +13,7 @@ use std::fmt;
 pub enum WorkflowError {
     NullArgument { arg: &'static str },
     EmptyArgument { arg: &'static str },
+    TooLong { arg: &'static str, bytes: usize, limit: usize },
     InvalidStep { step: i32 },
     NegativeInterval { arg: &'static str },
     ZeroInterval { arg: &'static str },
@@ -38,6 +39,10 @@ pub enum WorkflowError {
     NotResumable { workflow_id: String, status: String },
     ForkBeyondLastStep { workflow_id: String, from_step: i32, last_step: i32 },
     RunInUse { workflow_id: String, status: String },
+    NotOwner { workflow_id: String, owner: String, executor_id: String },
+    CronNeverFires { cron: String },
+    QueueScheduled { queue: String, schedule: String },
+    PreparedTransaction,
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -48,7 +53,7 @@ impl WorkflowError {
         use WorkflowError::*;
         match self {
             NullArgument { .. } => "22004",
-            EmptyArgument { .. } | InvalidStep { .. } | NegativeInterval { .. } | ZeroInterval { .. } => "22023",
+            EmptyArgument { .. } | TooLong { .. } | InvalidStep { .. } | NegativeInterval { .. } | ZeroInterval { .. } => "22023",
             InvalidLimit { .. } | RateNeedsBoth => "22023",
             UnknownQueue { .. } => "WF005",
             QueueExists { .. } => "42710",
@@ -68,6 +73,10 @@ impl WorkflowError {
             NameMismatch { .. } => "23505",
             NotRunning { .. } => "55000",
             NeedsReadCommitted { .. } => "0A000",
+            NotOwner { .. } => "WF007",
+            CronNeverFires { .. } => "22023",
+            QueueScheduled { .. } => "55006",
+            PreparedTransaction => "0A000",
         }
     }
 
@@ -82,6 +91,8 @@ impl WorkflowError {
                 Some("The workflow body must call the same steps in the same order on replay.")
             }
             Cancelled { .. } | DeadlineExceeded { .. } => Some("Stop executing this workflow."),
+            NotOwner { .. } => Some("Another executor has claimed this run since this executor's lease expired: stop executing it."),
+            QueueScheduled { .. } => Some("Unschedule the schedules that fire into this queue, or move them to another queue, first."),
             PayloadTooLarge { .. } => Some("Raise workflow.max_payload_size, or store the data elsewhere and pass a reference."),
             _ => None,
         }
@@ -94,6 +105,7 @@ impl fmt::Display for WorkflowError {
         match self {
             NullArgument { arg } => write!(f, "{arg} must not be NULL"),
             EmptyArgument { arg } => write!(f, "{arg} must not be empty"),
+            TooLong { arg, bytes, limit } => write!(f, "{arg} is {bytes} bytes long; the limit is {limit} bytes"),
             InvalidStep { step } => write!(f, "step must be 1 or more, got {step}"),
             NegativeInterval { arg } => write!(f, "{arg} must not be negative"),
             ZeroInterval { arg } => write!(f, "{arg} must be longer than zero"),
@@ -143,6 +155,18 @@ impl fmt::Display for WorkflowError {
             RunInUse { workflow_id, status } => {
                 write!(f, "workflow \"{workflow_id}\" is {status}; cancel it before deleting it")
             }
+            NotOwner { workflow_id, owner, executor_id } => write!(
+                f,
+                "workflow \"{workflow_id}\" is owned by executor \"{owner}\", not \"{executor_id}\""
+            ),
+            CronNeverFires { cron } => write!(f, "cron expression \"{cron}\" never fires"),
+            QueueScheduled { queue, schedule } => {
+                write!(f, "queue \"{queue}\" is used by schedule \"{schedule}\"")
+            }
+            PreparedTransaction => write!(
+                f,
+                "cannot PREPARE a transaction that changed pg_workflow state: its wake-ups and cache updates happen at COMMIT"
+            ),
             NeedsReadCommitted { function } => {
                 write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")
             }

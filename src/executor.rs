@@ -3,7 +3,7 @@
 
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Raw};
-use crate::spi::{self, Statement, TEXT};
+use crate::spi::{self, Out, Statement, TEXT};
 use crate::{guc, sql_function};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
@@ -27,9 +27,9 @@ fn register(args: &Args) -> Result<Raw> {
     let executor_id = args.name(0, "executor_id")?;
     let app_version = args.text(1);
     let timeout = guc::executor_timeout_ms().into_datum();
-    spi::connect(|| {
-        let rows = REGISTER.run(&[text_datum(&executor_id), app_version.as_deref().and_then(text_datum), timeout]);
-        Ok(Raw(rows.int8(0, 1).map(pgrx::pg_sys::Datum::from)))
+    spi::connect(|c| {
+        let rows = REGISTER.run(c, &[text_datum(&executor_id), app_version.as_deref().and_then(text_datum), timeout]);
+        Ok(Raw(rows.int8(0, 1).map(Out::by_value)))
     })
 }
 
@@ -37,10 +37,10 @@ fn register(args: &Args) -> Result<Raw> {
 fn heartbeat(args: &Args) -> Result<Raw> {
     let executor_id = args.name(0, "executor_id")?;
     let timeout = guc::executor_timeout_ms().into_datum();
-    spi::connect(|| {
-        let rows = HEARTBEAT.run(&[text_datum(&executor_id), timeout]);
+    spi::connect(|c| {
+        let rows = HEARTBEAT.run(c, &[text_datum(&executor_id), timeout]);
         match rows.int8(0, 1) {
-            Some(expires) => Ok(Raw(Some(pgrx::pg_sys::Datum::from(expires)))),
+            Some(expires) => Ok(Raw(Some(Out::by_value(expires)))),
             None => Err(WorkflowError::UnknownExecutor { executor_id }),
         }
     })

@@ -7,6 +7,8 @@
 
 use crate::error::{Result, WorkflowError};
 use crate::guc;
+use crate::spi::Out;
+use crate::validate::MAX_ID_BYTES;
 use pgrx::pg_sys::{self, Datum};
 use pgrx::{FromDatum, IntoDatum};
 
@@ -73,19 +75,31 @@ impl Args {
         self.datum(i).and_then(|d| unsafe { String::from_datum(d, false) })
     }
 
-    /// A text argument that must be present and non-empty.
+    /// A text argument that must be present, non-empty and at most MAX_ID_BYTES long.
     pub fn name(&self, i: usize, arg: &'static str) -> Result<String> {
+        self.name_within(i, arg, MAX_ID_BYTES)
+    }
+
+    /// `name` with another length limit.
+    pub fn name_within(&self, i: usize, arg: &'static str, limit: usize) -> Result<String> {
         let value = self.text(i).ok_or(WorkflowError::NullArgument { arg })?;
-        crate::validate::non_empty(&value, arg)?;
+        crate::validate::identifier(&value, arg, limit)?;
         Ok(value)
     }
 
-    /// A text argument that may be NULL but, when given, must not be empty.
+    /// A text argument that may be NULL but, when given, is checked as by `name`.
     pub fn optional_name(&self, i: usize, arg: &'static str) -> Result<Option<String>> {
         match self.text(i) {
             None => Ok(None),
-            Some(v) => crate::validate::non_empty(&v, arg).map(|_| Some(v)),
+            Some(v) => crate::validate::identifier(&v, arg, MAX_ID_BYTES).map(|_| Some(v)),
         }
+    }
+
+    /// A text argument where NULL and '' both mean "none" (a message topic), length-checked.
+    pub fn topic(&self, i: usize, arg: &'static str) -> Result<String> {
+        let value = self.text(i).unwrap_or_default();
+        crate::validate::length(&value, arg, MAX_ID_BYTES)?;
+        Ok(value)
     }
 
     pub fn int(&self, i: usize) -> Option<i32> {
@@ -159,29 +173,75 @@ impl IntoReturn for &'static str {
     }
 }
 
-/// A raw Datum already in the caller's memory context, or NULL.
-pub struct Raw(pub Option<Datum>);
+/// A Datum already out of the SPI connection (see `spi::Out`), or NULL.
+pub struct Raw(pub Option<Out>);
 
 impl IntoReturn for Raw {
     fn into_return(self, args: &Args) -> Datum {
-        self.0.unwrap_or_else(|| return_null(args))
+        self.0.map(Out::datum).unwrap_or_else(|| return_null(args))
     }
 }
 
+/// One value of a result row. Rust values become Datums only in `into_return`, after the SPI
+/// connection has closed, in the memory context of the function's caller; a Datum read from
+/// SPI must arrive as `Out`, already copied out. So no result can point into freed memory.
+pub enum Field {
+    Null,
+    Text(String),
+    Int(i32),
+    Int8(i64),
+    Bool(bool),
+    Datum(Out),
+}
+
+impl Field {
+    pub fn text(s: &str) -> Field {
+        Field::Text(s.to_string())
+    }
+
+    fn into_datum(self) -> Option<Datum> {
+        match self {
+            Field::Null => None,
+            Field::Text(s) => s.into_datum(),
+            Field::Int(i) => i.into_datum(),
+            Field::Int8(i) => i.into_datum(),
+            Field::Bool(b) => b.into_datum(),
+            Field::Datum(d) => Some(d.datum()),
+        }
+    }
+}
+
+impl From<Option<Out>> for Field {
+    fn from(value: Option<Out>) -> Field {
+        value.map_or(Field::Null, Field::Datum)
+    }
+}
+
+impl From<Option<i32>> for Field {
+    fn from(value: Option<i32>) -> Field {
+        value.map_or(Field::Null, Field::Int)
+    }
+}
+
+fn datums(row: Vec<Field>) -> (Vec<Datum>, Vec<bool>) {
+    let row: Vec<Option<Datum>> = row.into_iter().map(Field::into_datum).collect();
+    (row.iter().map(|v| v.unwrap_or(Datum::from(0))).collect(), row.iter().map(Option::is_none).collect())
+}
+
 /// One row for a function declared with OUT parameters.
-pub struct Record(pub Vec<Option<Datum>>);
+pub struct Record(pub Vec<Field>);
 
 impl IntoReturn for Record {
     fn into_return(self, args: &Args) -> Datum {
+        let (mut values, mut nulls) = datums(self.0);
+        // SAFETY: fcinfo is the current call's; the tuple descriptor comes from its declared
+        // result type, and values/nulls have one entry per OUT column.
         unsafe {
             let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
             let kind =
                 pg_sys::get_call_result_type(args.fcinfo(), std::ptr::null_mut(), &mut tupdesc);
             assert_eq!(kind, pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE, "function must return a record");
             let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
-            let mut values: Vec<Datum> =
-                self.0.iter().map(|v| v.unwrap_or(Datum::from(0))).collect();
-            let mut nulls: Vec<bool> = self.0.iter().map(Option::is_none).collect();
             let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
         }
@@ -198,16 +258,17 @@ impl IntoReturn for Json {
 }
 
 /// Rows for a set-returning function (RETURNS TABLE), handed over as a tuplestore.
-pub struct SetOf(pub Vec<Vec<Option<Datum>>>);
+pub struct SetOf(pub Vec<Vec<Field>>);
 
 impl IntoReturn for SetOf {
     fn into_return(self, args: &Args) -> Datum {
+        // SAFETY: fcinfo is the current call's, made by a set-returning function call; each
+        // row has one value per declared column.
         unsafe {
             pg_sys::InitMaterializedSRF(args.fcinfo(), 0);
             let rsinfo = (*args.fcinfo()).resultinfo.cast::<pg_sys::ReturnSetInfo>();
             for row in self.0 {
-                let mut values: Vec<Datum> = row.iter().map(|v| v.unwrap_or(Datum::from(0))).collect();
-                let mut nulls: Vec<bool> = row.iter().map(Option::is_none).collect();
+                let (mut values, mut nulls) = datums(row);
                 pg_sys::tuplestore_putvalues((*rsinfo).setResult, (*rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             }
         }
@@ -215,7 +276,7 @@ impl IntoReturn for SetOf {
     }
 }
 
-/// Text, int and bool values for `Record` fields.
+/// A text argument for `Statement::run` (it lives as long as the call's memory context).
 pub fn text_datum(s: &str) -> Option<Datum> {
     s.into_datum()
 }

@@ -21,15 +21,12 @@ pub static TICK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// How many scheduler loops to start (read when the server starts).
 pub static SCHEDULER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 
-pub fn init() {
-    GucRegistry::define_string_guc(
-        c"workflow.database",
-        c"The database whose schedules and recovery the scheduler workers serve.",
-        c"The workers wait while this database or the extension in it is missing.",
-        &DATABASE,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
+/// Defines the settings. The two that the workers read once, at server start, are
+/// PGC_POSTMASTER, and Postgres allows defining those only while preloading.
+pub fn init(preloading: bool) {
+    if preloading {
+        define_startup_settings();
+    }
     GucRegistry::define_int_guc(
         c"workflow.tick_interval",
         c"The longest a scheduler worker sleeps between two tick() passes.",
@@ -39,16 +36,6 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"workflow.scheduler_workers",
-        c"How many scheduler workers run tick() in a loop (0 to 8; read at server start).",
-        c"",
-        &SCHEDULER_WORKERS,
-        0,
-        8,
-        GucContext::Sighup,
-        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"workflow.executor_timeout",
@@ -78,6 +65,27 @@ pub fn init() {
         1,
         i32::MAX,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+fn define_startup_settings() {
+    GucRegistry::define_string_guc(
+        c"workflow.database",
+        c"The database whose schedules and recovery the scheduler workers serve (set at server start).",
+        c"The workers wait while this database or the extension in it is missing.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.scheduler_workers",
+        c"How many scheduler workers run tick() in a loop (0 to 8; set at server start).",
+        c"",
+        &SCHEDULER_WORKERS,
+        0,
+        8,
+        GucContext::Postmaster,
         GucFlags::default(),
     );
 }

@@ -21,8 +21,10 @@ mod schedule;
 mod spi;
 mod step;
 mod tick;
+mod tx_cache;
 mod validate;
 mod wake;
+mod warn;
 mod worker;
 mod workflow;
 
@@ -35,8 +37,10 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    guc::init();
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    // SAFETY: reads a global that the postmaster sets while it loads preloaded libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    guc::init(preloading);
+    if preloading {
         wake::init_shared_memory();
         worker::register();
     }

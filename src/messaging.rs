@@ -3,17 +3,17 @@
 
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Raw};
-use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
+use crate::spi::{self, Out, Statement, INT4, INTERVAL, JSONB, TEXT};
 use crate::step::{self, ensure_live};
+use crate::workflow::needs_read_committed;
 use crate::{sql_function, wake};
-use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
 
 static SEND: Statement = Statement::new(
     c"INSERT INTO workflow.message (destination_id, topic, message, idempotency_key)
       SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM workflow.run WHERE workflow_id = $1)
-      ON CONFLICT DO NOTHING
+      ON CONFLICT (destination_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
       RETURNING id",
     &[TEXT, TEXT, JSONB, TEXT],
 );
@@ -51,7 +51,7 @@ static WAKE_AT: Statement = Statement::new(
 );
 
 static JSON_TO_TIMESTAMP: Statement =
-    Statement::new(c"SELECT ($1 #>> '{}')::timestamptz", &[JSONB]);
+    Statement::new(c"SELECT ($1 #>> '{}'::text[])::timestamptz", &[JSONB]);
 
 /// Wait slots: one per (workflow, topic) inbox and per (workflow, key) event.
 fn inbox_slot(workflow_id: &str, topic: &str) -> usize {
@@ -69,13 +69,13 @@ fn deadline_of(args: &Args, i: usize) -> Result<Option<Instant>> {
 fn send(args: &Args) -> Result<()> {
     let destination = args.name(0, "destination_id")?;
     let message = args.jsonb(1, "message")?;
-    let topic = args.text(2).unwrap_or_default();
+    let topic = args.topic(2, "topic")?;
     let key = args.optional_name(3, "idempotency_key")?;
-    spi::connect(|| {
+    spi::connect(|c| {
         let row = [text_datum(&destination), text_datum(&topic), message, key.as_deref().and_then(text_datum)];
-        if SEND.run(&row).len() == 1 {
+        if SEND.run(c, &row).len() == 1 {
             wake::notify_on_commit(inbox_slot(&destination, &topic));
-        } else if RUN_EXISTS.run(&[text_datum(&destination)]).is_empty() {
+        } else if RUN_EXISTS.run(c, &[text_datum(&destination)]).is_empty() {
             return Err(WorkflowError::UnknownWorkflow { workflow_id: destination.clone() });
         }
         Ok(()) // a repeated idempotency key: delivered once already
@@ -86,22 +86,25 @@ fn send(args: &Args) -> Result<()> {
 fn recv(args: &Args) -> Result<Raw> {
     let workflow_id = args.name(0, "workflow_id")?;
     let step = args.step(1)?;
-    let topic = args.text(2).unwrap_or_default();
+    let topic = args.topic(2, "topic")?;
     let deadline = deadline_of(args, 3)?;
+    let executor = args.optional_name(4, "executor_id")?;
+    let executor = executor.as_deref();
+    needs_read_committed("recv")?;
     let waiter = wake::Waiter::new(inbox_slot(&workflow_id, &topic));
     loop {
         let seen = waiter.epoch();
-        let taken = spi::connect(|| {
-            if let Some((output, _)) = step::replay(&workflow_id, step, "recv")? {
+        let taken = spi::connect(|c| {
+            if let Some((output, _)) = step::replay(c, &workflow_id, step, "recv")? {
                 return Ok(Some(output));
             }
-            ensure_live(&workflow_id)?;
-            let rows = TAKE.run(&[text_datum(&workflow_id), text_datum(&topic), step.into_datum()]);
+            ensure_live(c, &workflow_id, executor)?;
+            let rows = TAKE.run(c, &[text_datum(&workflow_id), text_datum(&topic), step.into_datum()]);
             if rows.is_empty() {
                 return Ok(None);
             }
             let message = rows.varlena(0, 1);
-            step::record(&workflow_id, step, "recv", message, None);
+            step::record(c, &workflow_id, step, "recv", message.map(Out::datum), None);
             Ok(Some(message))
         })?;
         if let Some(message) = taken {
@@ -112,9 +115,9 @@ fn recv(args: &Args) -> Result<Raw> {
             None => {
                 // Timed out: that too is the step's outcome, so a replay does not wait again.
                 // The run may have been cancelled while we waited: check, as any step does.
-                spi::connect(|| {
-                    ensure_live(&workflow_id)?;
-                    step::record(&workflow_id, step, "recv", None, None);
+                spi::connect(|c| {
+                    ensure_live(c, &workflow_id, executor)?;
+                    step::record(c, &workflow_id, step, "recv", None, None);
                     Ok(())
                 })?;
                 return Ok(Raw(None));
@@ -129,13 +132,14 @@ fn set_event(args: &Args) -> Result<()> {
     let step = args.step(1)?;
     let key = args.name(2, "key")?;
     let value = args.jsonb(3, "value")?;
-    spi::connect(|| {
-        if step::replay(&workflow_id, step, "set_event")?.is_some() {
+    let executor = args.optional_name(4, "executor_id")?;
+    spi::connect(|c| {
+        if step::replay(c, &workflow_id, step, "set_event")?.is_some() {
             return Ok(());
         }
-        ensure_live(&workflow_id)?;
-        SET_EVENT.run(&[text_datum(&workflow_id), step.into_datum(), text_datum(&key), value]);
-        step::record(&workflow_id, step, "set_event", value, None);
+        ensure_live(c, &workflow_id, executor.as_deref())?;
+        SET_EVENT.run(c, &[text_datum(&workflow_id), step.into_datum(), text_datum(&key), value]);
+        step::record(c, &workflow_id, step, "set_event", value, None);
         wake::notify_on_commit(event_slot(&workflow_id, &key));
         Ok(())
     })
@@ -145,11 +149,12 @@ fn get_event(args: &Args) -> Result<Raw> {
     let workflow_id = args.name(0, "workflow_id")?;
     let key = args.name(1, "key")?;
     let deadline = deadline_of(args, 2)?;
+    needs_read_committed("get_event")?;
     let waiter = wake::Waiter::new(event_slot(&workflow_id, &key));
     loop {
         let seen = waiter.epoch();
-        let found = spi::connect(|| {
-            let rows = GET_EVENT.run(&[text_datum(&workflow_id), text_datum(&key)]);
+        let found = spi::connect(|c| {
+            let rows = GET_EVENT.run(c, &[text_datum(&workflow_id), text_datum(&key)]);
             match rows.bool(0, 2) {
                 None => Err(WorkflowError::UnknownWorkflow { workflow_id: workflow_id.clone() }),
                 Some(true) => Ok(Some(rows.varlena(0, 1))),
@@ -172,17 +177,19 @@ fn sleep(args: &Args) -> Result<Raw> {
     let workflow_id = args.name(0, "workflow_id")?;
     let step = args.step(1)?;
     let duration = args.interval(2, "duration")?.ok_or(WorkflowError::NullArgument { arg: "duration" })?;
-    spi::connect(|| {
-        let recorded = match step::replay(&workflow_id, step, "sleep")? {
+    let executor = args.optional_name(3, "executor_id")?;
+    spi::connect(|c| {
+        let recorded = match step::replay(c, &workflow_id, step, "sleep")? {
             Some((output, _)) => output,
             None => {
-                ensure_live(&workflow_id)?;
-                let wake_at = WAKE_AT.run(&[Some(duration.0)]).varlena(0, 1);
-                step::record(&workflow_id, step, "sleep", wake_at, None);
+                ensure_live(c, &workflow_id, executor.as_deref())?;
+                let wake_at = WAKE_AT.run(c, &[Some(duration.0)]).varlena(0, 1);
+                step::record(c, &workflow_id, step, "sleep", wake_at.map(Out::datum), None);
                 wake_at
             }
         };
-        Ok(Raw(JSON_TO_TIMESTAMP.run(&[recorded]).int8(0, 1).map(Datum::from)))
+        let wake_at = JSON_TO_TIMESTAMP.run(c, &[recorded.map(Out::datum)]).int8(0, 1);
+        Ok(Raw(wake_at.map(Out::by_value)))
     })
 }
 

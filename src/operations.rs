@@ -1,10 +1,11 @@
 //! Operating on runs from psql: resume, fork, delete, gc.
 
 use crate::error::{Result, WorkflowError};
-use crate::fmgr::{text_datum, Args};
-use crate::spi::{self, Statement, INT4, INTERVAL, TEXT};
+use crate::fmgr::{text_datum, Args, Field, Record};
+use crate::spi::{self, Conn, Statement, INT4, TEXT};
 use crate::workflow::{announce, is_terminal};
 use crate::{queue, ready_from, sql, sql_function};
+use pgrx::pg_sys::{self, INT8OID as INT8};
 use pgrx::IntoDatum;
 
 static STATE: Statement =
@@ -58,7 +59,8 @@ static FORK: Statement = Statement::new(sql!(
 
 static QUEUE_EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE name = $1", &[TEXT]);
 
-/// Deletes runs and every row that belongs to them; `$1` is the list of ids.
+/// Deletes runs and every row that belongs to them; `$1` is the list of ids. Every delete
+/// probes an index on the run's id (message_destination for messages).
 static DELETE_RUNS: Statement = Statement::new(
     c"WITH runs AS (DELETE FROM workflow.run WHERE workflow_id = ANY ($1) RETURNING workflow_id),
       c AS (DELETE FROM workflow.checkpoint WHERE workflow_id = ANY ($1)),
@@ -74,22 +76,22 @@ static DELETE_RUNS: Statement = Statement::new(
 static OLD_FINISHED: Statement = Statement::new(
     c"SELECT array_agg(workflow_id) FROM (
         SELECT workflow_id FROM workflow.run
-         WHERE finished_at < clock_timestamp() - $1
+         WHERE finished_at < clock_timestamp() - $1 * interval '1 microsecond'
            AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
          ORDER BY finished_at LIMIT 1000
          FOR UPDATE SKIP LOCKED) batch",
-    &[INTERVAL],
+    &[INT8],
 );
 
 fn resume(args: &Args) -> Result<&'static str> {
     let workflow_id = args.name(0, "workflow_id")?;
-    spi::connect(|| {
-        let resumed = RESUME.run(&[text_datum(&workflow_id)]);
+    spi::connect(|c| {
+        let resumed = RESUME.run(c, &[text_datum(&workflow_id)]);
         if let Some(queue) = resumed.text(0, 1) {
             announce(&workflow_id, Some(&queue));
             return Ok("ENQUEUED");
         }
-        match STATE.run(&[text_datum(&workflow_id)]).text(0, 1) {
+        match STATE.run(c, &[text_datum(&workflow_id)]).text(0, 1) {
             None => Err(WorkflowError::UnknownWorkflow { workflow_id: workflow_id.clone() }),
             Some(status) => Err(WorkflowError::NotResumable { workflow_id: workflow_id.clone(), status }),
         }
@@ -101,21 +103,21 @@ fn fork(args: &Args) -> Result<String> {
     let from_step = args.step(1)?;
     let new_id = args.optional_name(2, "new_workflow_id")?.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let queue = args.name(3, "queue")?;
-    spi::connect(|| {
-        let source = STATE.run(&[text_datum(&workflow_id)]);
+    spi::connect(|c| {
+        let source = STATE.run(c, &[text_datum(&workflow_id)]);
         if source.is_empty() {
             return Err(WorkflowError::UnknownWorkflow { workflow_id: workflow_id.clone() });
         }
-        let last_step = LAST_STEP.run(&[text_datum(&workflow_id)]).int(0, 1).unwrap_or(0);
+        let last_step = LAST_STEP.run(c, &[text_datum(&workflow_id)]).int(0, 1).unwrap_or(0);
         if from_step > last_step + 1 {
             return Err(WorkflowError::ForkBeyondLastStep { workflow_id: workflow_id.clone(), from_step, last_step });
         }
-        if QUEUE_EXISTS.run(&[text_datum(&queue)]).is_empty() {
+        if QUEUE_EXISTS.run(c, &[text_datum(&queue)]).is_empty() {
             return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
         }
         let args = [text_datum(&workflow_id), text_datum(&new_id), from_step.into_datum(), text_datum(&queue)];
-        if FORK.run(&args).is_empty() {
-            let existing = STATE.run(&[text_datum(&new_id)]).text(0, 2).unwrap_or_default();
+        if FORK.run(c, &args).is_empty() {
+            let existing = STATE.run(c, &[text_datum(&new_id)]).text(0, 2).unwrap_or_default();
             return Err(WorkflowError::NameMismatch { workflow_id: new_id.clone(), existing, requested: "fork".into() });
         }
         queue::wake_dequeuers(&queue);
@@ -126,8 +128,8 @@ fn fork(args: &Args) -> Result<String> {
 /// Deletes one run that has ended, with all its rows; false if there was none.
 fn delete(args: &Args) -> Result<bool> {
     let workflow_id = args.name(0, "workflow_id")?;
-    spi::connect(|| {
-        match STATE.run(&[text_datum(&workflow_id)]).text(0, 1) {
+    spi::connect(|c| {
+        match STATE.run(c, &[text_datum(&workflow_id)]).text(0, 1) {
             None => return Ok(false),
             Some(status) if !is_terminal(&status) => {
                 return Err(WorkflowError::RunInUse { workflow_id: workflow_id.clone(), status })
@@ -135,24 +137,72 @@ fn delete(args: &Args) -> Result<bool> {
             Some(_) => {}
         }
         let ids = vec![workflow_id.clone()].into_datum();
-        Ok(DELETE_RUNS.run(&[ids]).int8(0, 1) == Some(1))
+        Ok(DELETE_RUNS.run(c, &[ids]).int8(0, 1) == Some(1))
     })
 }
 
-/// Deletes finished runs older than `older_than`, in batches of 1000; returns how many.
-fn gc(args: &Args) -> Result<i64> {
-    let older_than = args.interval(0, "older_than")?.ok_or(WorkflowError::NullArgument { arg: "older_than" })?;
-    spi::connect(|| {
+/// Deletes up to 1000 finished runs older than `older_than_micros`; returns how many.
+fn gc_one_batch(c: &Conn, older_than_micros: i64) -> i64 {
+    let batch = OLD_FINISHED.run(c, &[older_than_micros.into_datum()]);
+    let Some(ids) = batch.varlena(0, 1) else { return 0 };
+    DELETE_RUNS.run(c, &[Some(ids.datum())]).int8(0, 1).unwrap_or(0)
+}
+
+fn older_than(args: &Args) -> Result<(pg_sys::Datum, i64)> {
+    args.interval(0, "older_than")?.ok_or(WorkflowError::NullArgument { arg: "older_than" })
+}
+
+/// `gc_batch(older_than)`: one batch.
+fn gc_batch(args: &Args) -> Result<i64> {
+    let (_, micros) = older_than(args)?;
+    spi::connect(|c| Ok(gc_one_batch(c, micros)))
+}
+
+/// 0.1.0's `gc(older_than)` function: every batch in the caller's transaction.
+fn gc_function(args: &Args) -> Result<i64> {
+    let (_, micros) = older_than(args)?;
+    spi::connect(|c| Ok(std::iter::from_fn(|| Some(gc_one_batch(c, micros)).filter(|n| *n > 0)).sum()))
+}
+
+static GC_BATCH: Statement = Statement::new(c"SELECT workflow.gc_batch($1)", &[pg_sys::INTERVALOID]);
+
+/// `CALL workflow.gc(older_than)`: `gc_batch` until nothing is left, committing after each
+/// batch when called as a top-level CALL, so that a large purge never holds its locks and dead
+/// rows in one long transaction. Inside a transaction block it cannot commit, and runs every
+/// batch in the caller's transaction. It runs as its caller, who needs EXECUTE on gc_batch.
+fn gc_procedure(args: &Args) -> Result<Record> {
+    let (interval, _) = older_than(args)?;
+    // A copy that outlives the commits (the argument's memory need not).
+    // SAFETY: an interval argument points to a pg_sys::Interval.
+    let interval = Box::new(unsafe { *interval.cast_mut_ptr::<pg_sys::Interval>() });
+    let arg = [Some(pg_sys::Datum::from(&*interval as *const pg_sys::Interval))];
+    // SAFETY: `context` is null or a node; a CALL passes a CallContext.
+    let nonatomic = unsafe {
+        let context = (*args.fcinfo()).context;
+        !context.is_null()
+            && (*context).type_ == pg_sys::NodeTag::T_CallContext
+            && !(*context.cast::<pg_sys::CallContext>()).atomic
+    };
+    let batches = |c: &Conn| {
         let mut deleted = 0;
         loop {
-            let batch = OLD_FINISHED.run(&[Some(older_than.0)]);
-            let Some(ids) = batch.varlena(0, 1) else { return Ok(deleted) };
-            deleted += DELETE_RUNS.run(&[Some(ids)]).int8(0, 1).unwrap_or(0);
+            let n = GC_BATCH.run(c, &arg).int8(0, 1).unwrap_or(0);
+            if n == 0 {
+                return deleted;
+            }
+            deleted += n;
+            if nonatomic {
+                spi::commit(c);
+            }
         }
-    })
+    };
+    let deleted = if nonatomic { spi::connect_nonatomic(batches) } else { spi::connect(batches) };
+    Ok(Record(vec![Field::Int8(deleted)]))
 }
 
 sql_function!(wf_resume, pg_finfo_wf_resume, resume);
 sql_function!(wf_fork, pg_finfo_wf_fork, fork);
 sql_function!(wf_delete, pg_finfo_wf_delete, delete);
-sql_function!(wf_gc, pg_finfo_wf_gc, gc);
+sql_function!(wf_gc, pg_finfo_wf_gc, gc_function);
+sql_function!(wf_gc_batch, pg_finfo_wf_gc_batch, gc_batch);
+sql_function!(wf_gc_procedure, pg_finfo_wf_gc_procedure, gc_procedure);

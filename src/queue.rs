@@ -2,7 +2,7 @@
 
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
-use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
+use crate::spi::{self, Conn, Statement, INT4, INTERVAL, JSONB, TEXT};
 use crate::{queue_cache, sql, sql_function, validate, wake};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
@@ -35,6 +35,9 @@ static DROP: Statement = Statement::new(
 );
 
 static EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE name = $1", &[TEXT]);
+
+static SCHEDULED: Statement =
+    Statement::new(c"SELECT name FROM workflow.schedule WHERE queue = $1 ORDER BY name LIMIT 1", &[TEXT]);
 
 /// SQL text for a CTE body that gives the runs returned by CTE `$cte` (workflow_id, queue,
 /// priority, created_at, partition_key, status) their row in the ready table, if ENQUEUED.
@@ -110,16 +113,21 @@ fn settings(args: &Args) -> Result<[Option<Datum>; 6]> {
 
 fn create_queue(args: &Args) -> Result<()> {
     let values = settings(args)?;
-    spi::connect(|| match CREATE.run(&values).len() {
-        1 => Ok(()),
-        _ => Err(WorkflowError::QueueExists { queue: args.text(0).unwrap_or_default() }),
+    let queue = args.text(0).unwrap_or_default();
+    spi::connect(|c| match CREATE.run(c, &values).len() {
+        1 => {
+            // A queue of this name may have been cached before DROP/CREATE EXTENSION.
+            queue_cache::invalidate_on_commit(&queue);
+            Ok(())
+        }
+        _ => Err(WorkflowError::QueueExists { queue: queue.clone() }),
     })
 }
 
 fn alter_queue(args: &Args) -> Result<()> {
     let values = settings(args)?;
     let queue = args.text(0).unwrap_or_default();
-    spi::connect(|| match ALTER.run(&values).len() {
+    spi::connect(|c| match ALTER.run(c, &values).len() {
         1 => {
             queue_cache::invalidate_on_commit(&queue);
             wake_dequeuers(&queue); // looser limits may let waiting dequeuers claim now
@@ -134,16 +142,20 @@ fn drop_queue(args: &Args) -> Result<()> {
     if queue == "default" {
         return Err(WorkflowError::DefaultQueue);
     }
-    spi::connect(|| {
-        if EXISTS.run(&[text_datum(&queue)]).is_empty() {
+    spi::connect(|c| {
+        if EXISTS.run(c, &[text_datum(&queue)]).is_empty() {
             return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
         }
-        LOCK_RUNS.run(&[]);
-        let active = ACTIVE_RUNS.run(&[text_datum(&queue)]).int8(0, 1).unwrap_or(0);
+        LOCK_RUNS.run(c, &[]);
+        let active = ACTIVE_RUNS.run(c, &[text_datum(&queue)]).int8(0, 1).unwrap_or(0);
         if active > 0 {
             return Err(WorkflowError::QueueInUse { queue: queue.clone(), active });
         }
-        DROP.run(&[text_datum(&queue)]);
+        // A schedule firing into a dropped queue would fail at every fire time.
+        if let Some(schedule) = SCHEDULED.run(c, &[text_datum(&queue)]).text(0, 1) {
+            return Err(WorkflowError::QueueScheduled { queue: queue.clone(), schedule });
+        }
+        DROP.run(c, &[text_datum(&queue)]);
         queue_cache::invalidate_on_commit(&queue);
         Ok(())
     })
@@ -162,8 +174,8 @@ pub struct NewRun<'a> {
     pub timeout: Option<Datum>,
 }
 
-/// Enqueues `run`; returns its id (also when it existed already). Call inside `spi::connect`.
-pub fn enqueue_run(run: &NewRun) -> Result<String> {
+/// Enqueues `run`; returns its id (also when it existed already).
+pub fn enqueue_run(c: &Conn, run: &NewRun) -> Result<String> {
     let row = [
         text_datum(run.workflow_id),
         text_datum(run.name),
@@ -175,14 +187,14 @@ pub fn enqueue_run(run: &NewRun) -> Result<String> {
         run.timeout,
         run.delay,
     ];
-    if ENQUEUE.run(&row).len() == 1 {
+    if ENQUEUE.run(c, &row).len() == 1 {
         if run.delay.is_some() {
             queue_cache::invalidate_on_commit(run.queue); // dequeuers must learn the new due time
         }
         wake_dequeuers(run.queue);
         return Ok(run.workflow_id.into());
     }
-    why_not_enqueued(run.queue, run.workflow_id, run.name, run.deduplication_id)
+    why_not_enqueued(c, run.queue, run.workflow_id, run.name, run.deduplication_id)
 }
 
 fn enqueue(args: &Args) -> Result<String> {
@@ -196,8 +208,8 @@ fn enqueue(args: &Args) -> Result<String> {
     let delay = args.interval(7, "delay")?.map(|(d, _)| d);
     let timeout = args.interval(8, "timeout")?.map(|(d, _)| d);
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    spi::connect(|| {
-        enqueue_run(&NewRun {
+    spi::connect(|c| {
+        enqueue_run(c, &NewRun {
             queue: &queue,
             name: &name,
             workflow_id: &workflow_id,
@@ -213,11 +225,11 @@ fn enqueue(args: &Args) -> Result<String> {
 
 /// The insert was skipped: an unknown queue, an id that exists (same name: enqueue is
 /// idempotent and returns it), or an active run with the same deduplication_id.
-fn why_not_enqueued(queue: &str, workflow_id: &str, name: &str, deduplication_id: Option<&str>) -> Result<String> {
-    if EXISTS.run(&[text_datum(queue)]).is_empty() {
+fn why_not_enqueued(c: &Conn, queue: &str, workflow_id: &str, name: &str, deduplication_id: Option<&str>) -> Result<String> {
+    if EXISTS.run(c, &[text_datum(queue)]).is_empty() {
         return Err(WorkflowError::UnknownQueue { queue: queue.into() });
     }
-    if let Some(existing) = SAME_ID.run(&[text_datum(workflow_id)]).text(0, 1) {
+    if let Some(existing) = SAME_ID.run(c, &[text_datum(workflow_id)]).text(0, 1) {
         if existing == name {
             return Ok(workflow_id.into());
         }
@@ -228,7 +240,7 @@ fn why_not_enqueued(queue: &str, workflow_id: &str, name: &str, deduplication_id
         });
     }
     let dedup = deduplication_id.unwrap_or_default();
-    let holder = SAME_DEDUPLICATION.run(&[text_datum(queue), text_datum(dedup)]).text(0, 1);
+    let holder = SAME_DEDUPLICATION.run(c, &[text_datum(queue), text_datum(dedup)]).text(0, 1);
     Err(WorkflowError::Duplicate {
         queue: queue.into(),
         deduplication_id: dedup.into(),

@@ -1,14 +1,16 @@
 //! What a backend knows about a queue between dequeues: its limits, and when its earliest
 //! DELAYED run comes due. With it, a dequeue on an unlimited queue is a single statement.
 //!
-//! An entry is trusted while the epoch of the queue's config slot is unchanged; alter_queue,
-//! drop_queue and every delayed enqueue move it. Without shared memory nothing is cached.
+//! An entry is learned only from committed state (`tx_cache`: a waiting dequeue's attempt that
+//! rolls back takes its promotions and what it learned with it), and trusted while the epoch
+//! of the queue's config slot is unchanged; create_queue, alter_queue, drop_queue and every
+//! delayed enqueue move it. Without shared memory nothing is cached.
 
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::text_datum;
-use crate::spi::{Statement, TEXT};
+use crate::spi::{Conn, Statement, TEXT};
+use crate::tx_cache::{self, TxCache};
 use crate::{ready_from, sql, wake};
-use std::cell::RefCell;
 
 static SETTINGS: Statement = Statement::new(
     c"SELECT concurrency, worker_concurrency, rate_limit,
@@ -49,6 +51,7 @@ impl Limits {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     queue: String,
     epoch: u64,
@@ -57,11 +60,13 @@ struct Entry {
     next_due: Option<i64>,
 }
 
-struct Cache(RefCell<Vec<Entry>>);
-// SAFETY: a Postgres backend runs our code on one thread only.
-unsafe impl Sync for Cache {}
-static CACHE: Cache = Cache(RefCell::new(Vec::new()));
-const CAPACITY: usize = 16;
+impl tx_cache::Entry for Entry {
+    fn key(&self) -> &str {
+        &self.queue
+    }
+}
+
+static CACHE: TxCache<Entry> = TxCache::new(16);
 
 pub fn config_slot(queue: &str) -> usize {
     wake::slot_of("queue-config", queue)
@@ -69,23 +74,22 @@ pub fn config_slot(queue: &str) -> usize {
 
 /// Drops every backend's cached view of the queue once the current transaction commits.
 pub fn invalidate_on_commit(queue: &str) {
-    CACHE.0.borrow_mut().retain(|e| e.queue != queue);
+    CACHE.forget(queue);
     wake::notify_on_commit(config_slot(queue));
 }
 
-/// The queue's limits, after promoting any DELAYED runs that are due. Call inside `spi::connect`.
-pub fn limits_promoting_due(queue: &str) -> Result<Limits> {
+/// The queue's limits, after promoting any DELAYED runs that are due, and when the next
+/// DELAYED run comes due (µs since 2000).
+pub fn limits_promoting_due(c: &Conn, queue: &str) -> Result<(Limits, Option<i64>)> {
+    // SAFETY: reads the clock.
     let now = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
     let epoch = wake::epoch(config_slot(queue));
-    {
-        let entries = CACHE.0.borrow();
-        if let Some(e) = entries.iter().find(|e| e.queue == queue && Some(e.epoch) == epoch) {
-            if e.next_due.is_none_or(|due| now < due) {
-                return Ok(e.limits.clone());
-            }
+    if let Some(e) = CACHE.find(queue).filter(|e| Some(e.epoch) == epoch) {
+        if e.next_due.is_none_or(|due| now < due) {
+            return Ok((e.limits, e.next_due));
         }
     }
-    let rows = SETTINGS.run(&[text_datum(queue)]);
+    let rows = SETTINGS.run(c, &[text_datum(queue)]);
     if rows.is_empty() {
         return Err(WorkflowError::UnknownQueue { queue: queue.into() });
     }
@@ -96,19 +100,9 @@ pub fn limits_promoting_due(queue: &str) -> Result<Limits> {
         rate_period_micros: rows.int8(0, 4),
         partition_concurrency: rows.int(0, 5),
     };
-    let next_due = PROMOTE_DUE.run(&[text_datum(queue)]).int8(0, 1);
+    let next_due = PROMOTE_DUE.run(c, &[text_datum(queue)]).int8(0, 1);
     if let Some(epoch) = epoch {
-        let mut entries = CACHE.0.borrow_mut();
-        entries.retain(|e| e.queue != queue);
-        if entries.len() >= CAPACITY {
-            entries.remove(0);
-        }
-        entries.push(Entry { queue: queue.into(), epoch, limits: limits.clone(), next_due });
+        CACHE.learn(Entry { queue: queue.into(), epoch, limits: limits.clone(), next_due });
     }
-    Ok(limits)
-}
-
-/// When the earliest DELAYED run of the queue comes due, as last seen by this backend.
-pub fn next_due(queue: &str) -> Option<i64> {
-    CACHE.0.borrow().iter().find(|e| e.queue == queue).and_then(|e| e.next_due)
+    Ok((limits, next_due))
 }

@@ -2,7 +2,7 @@
 //! their deadline, and release the PENDING runs of executors whose lease has expired (or
 //! dead-letter them once they have been recovered too often).
 
-use crate::spi::{Rows, Statement, INT4};
+use crate::spi::{Conn, Rows, Statement, INT4};
 use crate::{guc, ready_from, sql, workflow};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
@@ -70,18 +70,18 @@ fn announce(rows: &Rows) {
     }
 }
 
-/// Runs the three passes. Call inside `spi::connect`.
-pub fn housekeep(counts: &mut Counts) {
-    let promoted = PROMOTE_DUE.run(&[]);
+/// Runs the three passes.
+pub fn housekeep(c: &Conn, counts: &mut Counts) {
+    let promoted = PROMOTE_DUE.run(c, &[]);
     announce(&promoted);
     counts.promoted = promoted.len() as i64;
 
-    let timed_out = CANCEL_TIMED_OUT.run(&[]);
+    let timed_out = CANCEL_TIMED_OUT.run(c, &[]);
     announce(&timed_out);
     counts.timed_out = timed_out.len() as i64;
 
     let timeout = guc::executor_timeout_ms().into_datum();
-    let released = RELEASE_EXPIRED.run(&[timeout, guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
+    let released = RELEASE_EXPIRED.run(c, &[timeout, guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
     announce(&released);
     for i in 0..released.len() {
         match released.text(i, 3).as_deref() {

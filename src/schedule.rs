@@ -1,13 +1,19 @@
 //! Cron schedules: registration from SQL, and firing the due ones (from tick()). Each fire
 //! time enqueues one run with id `cron:<name>:<UTC time>`, so any number of concurrent
 //! schedulers create it once.
+//!
+//! Each fire runs in its own subtransaction. A fire that fails (its queue is gone, its id is
+//! taken by a run of another name, ...) is rolled back alone, recorded on its schedule
+//! (`last_error`, `last_error_at`), and the schedule moves on to its next fire time: one bad
+//! schedule never blocks another, and never makes a scheduler retry in a loop.
 
 use crate::cron::{self, CronSchedule};
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Raw};
 use crate::queue::{self, NewRun};
-use crate::spi::{self, Statement, JSONB, TEXT};
-use crate::{sql_function, wake, worker};
+use crate::spi::{self, Conn, Out, Rows, Statement, JSONB, TEXT};
+use crate::validate::MAX_SCHEDULE_NAME_BYTES;
+use crate::{sql_function, wake, warn};
 use chrono::Utc;
 use pgrx::pg_sys::{self, Datum, TIMESTAMPTZOID as TIMESTAMPTZ};
 use pgrx::IntoDatum;
@@ -53,8 +59,16 @@ static FIRED: Statement = Statement::new(
     &[TEXT, TIMESTAMPTZ, TEXT, TIMESTAMPTZ],
 );
 
+static FAILED: Statement = Statement::new(
+    c"UPDATE workflow.schedule SET last_error = $2, last_error_at = clock_timestamp(), next_fire_at = $3
+       WHERE name = $1",
+    &[TEXT, TEXT, TIMESTAMPTZ],
+);
+
+/// The next fire time still ahead. A due schedule that this pass could not claim (another
+/// session holds its row) is left out: it is retried at the next interval, not in a loop.
 static NEXT_DUE: Statement = Statement::new(
-    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused",
+    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused AND next_fire_at > clock_timestamp()",
     &[],
 );
 
@@ -67,13 +81,16 @@ fn next_from_now(schedule: &CronSchedule) -> Option<Datum> {
 }
 
 fn schedule(args: &Args) -> Result<Raw> {
-    let name = args.name(0, "name")?;
+    let name = args.name_within(0, "name", MAX_SCHEDULE_NAME_BYTES)?;
     let expression = args.name(1, "cron")?;
     let workflow_name = args.name(2, "workflow_name")?;
     let input = args.jsonb(3, "input")?;
     let queue = args.name(4, "queue")?;
     let timezone = args.name(5, "timezone")?;
     let parsed = cron::parse(&expression, &timezone)?;
+    if parsed.next_after(Utc::now()).is_none() {
+        return Err(WorkflowError::CronNeverFires { cron: expression });
+    }
     let row = [
         text_datum(&name),
         text_datum(&expression),
@@ -83,19 +100,19 @@ fn schedule(args: &Args) -> Result<Raw> {
         text_datum(&queue),
         next_from_now(&parsed),
     ];
-    spi::connect(|| {
-        let upserted = UPSERT.run(&row);
+    spi::connect(|c| {
+        let upserted = UPSERT.run(c, &row);
         if upserted.is_empty() {
             return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
         }
-        wake::notify_on_commit(worker::slot()); // the schedulers recompute their wake-up
-        Ok(Raw(upserted.int8(0, 1).map(Datum::from)))
+        wake::notify_on_commit(wake::scheduler_slot()); // the schedulers recompute their wake-up
+        Ok(Raw(upserted.int8(0, 1).map(Out::by_value)))
     })
 }
 
 fn unschedule(args: &Args) -> Result<()> {
     let name = args.name(0, "name")?;
-    spi::connect(|| match DELETE.run(&[text_datum(&name)]).len() {
+    spi::connect(|c| match DELETE.run(c, &[text_datum(&name)]).len() {
         1 => Ok(()),
         _ => Err(WorkflowError::UnknownSchedule { schedule: name.clone() }),
     })
@@ -104,14 +121,14 @@ fn unschedule(args: &Args) -> Result<()> {
 /// Pausing clears next_fire_at; resuming restarts from now, so paused time is not made up.
 fn set_paused(args: &Args, paused: bool) -> Result<()> {
     let name = args.name(0, "name")?;
-    spi::connect(|| {
-        let one = ONE.run(&[text_datum(&name)]);
+    spi::connect(|c| {
+        let one = ONE.run(c, &[text_datum(&name)]);
         let (Some(expression), Some(timezone)) = (one.text(0, 1), one.text(0, 2)) else {
             return Err(WorkflowError::UnknownSchedule { schedule: name.clone() });
         };
         let next = if paused { None } else { next_from_now(&cron::parse(&expression, &timezone)?) };
-        SET_PAUSED.run(&[text_datum(&name), paused.into_datum(), next]);
-        wake::notify_on_commit(worker::slot());
+        SET_PAUSED.run(c, &[text_datum(&name), paused.into_datum(), next]);
+        wake::notify_on_commit(wake::scheduler_slot());
         Ok(())
     })
 }
@@ -124,25 +141,25 @@ fn resume_schedule(args: &Args) -> Result<()> {
     set_paused(args, false)
 }
 
-/// Fires the schedule now, off its cron; returns the run's id.
+/// Fires the schedule now, off its cron; returns the run's id, which is new on every call.
 fn trigger_schedule(args: &Args) -> Result<String> {
     let name = args.name(0, "name")?;
-    spi::connect(|| {
-        let one = ONE.run(&[text_datum(&name)]);
+    spi::connect(|c| {
+        let one = ONE.run(c, &[text_datum(&name)]);
         let (Some(workflow_name), Some(queue)) = (one.text(0, 3), one.text(0, 5)) else {
             return Err(WorkflowError::UnknownSchedule { schedule: name.clone() });
         };
-        let id = format!("{}:manual", cron::fire_id(&name, Utc::now()));
-        enqueue_fire(&queue, &workflow_name, one.varlena(0, 4), &id)
+        let id = cron::manual_fire_id(&name, uuid::Uuid::now_v7());
+        enqueue_fire(c, &queue, &workflow_name, one.varlena(0, 4), &id)
     })
 }
 
-fn enqueue_fire(queue: &str, workflow_name: &str, input: Option<Datum>, id: &str) -> Result<String> {
-    queue::enqueue_run(&NewRun {
+fn enqueue_fire(c: &Conn, queue: &str, workflow_name: &str, input: Option<Out>, id: &str) -> Result<String> {
+    queue::enqueue_run(c, &NewRun {
         queue,
         name: workflow_name,
         workflow_id: id,
-        input,
+        input: input.map(Out::datum),
         priority: 0,
         deduplication_id: None,
         partition_key: None,
@@ -152,31 +169,44 @@ fn enqueue_fire(queue: &str, workflow_name: &str, input: Option<Datum>, id: &str
 }
 
 /// Fires every due schedule once, at its latest fire time not after now (missed earlier times
-/// are not replayed). A schedule that cannot fire (its queue was dropped, its time zone left the
-/// database) is logged and moved on, so one bad schedule never stops the others.
-/// Call inside `spi::connect`. Returns how many fired, and when the next one is due.
-pub fn fire_due() -> (i64, Option<i64>) {
-    let due = DUE.run(&[]);
+/// are not replayed). Returns how many fired, and when the next one is due.
+pub fn fire_due(c: &Conn) -> (i64, Option<i64>) {
+    let due = DUE.run(c, &[]);
     let now = Utc::now();
     let mut fired = 0;
     for i in 0..due.len() {
         let name = due.text(i, 1).unwrap_or_default();
-        let outcome = cron::parse(&due.text(i, 2).unwrap_or_default(), &due.text(i, 3).unwrap_or_default())
-            .and_then(|parsed| {
-                let at = parsed.latest_at_or_before(now).unwrap_or(now);
-                let id = cron::fire_id(&name, at);
-                let workflow_name = due.text(i, 4).unwrap_or_default();
-                let queue = due.text(i, 6).unwrap_or_default();
-                enqueue_fire(&queue, &workflow_name, due.varlena(i, 5), &id)?;
-                FIRED.run(&[text_datum(&name), pg_time(Some(at)), text_datum(&id), pg_time(parsed.next_after(now))]);
-                Ok(())
-            });
+        let parsed = cron::parse(&due.text(i, 2).unwrap_or_default(), &due.text(i, 3).unwrap_or_default());
+        let next = parsed.as_ref().ok().and_then(|p| p.next_after(now));
+        let outcome = spi::catching(|| {
+            let fired = parsed.as_ref().map_err(Clone::clone).and_then(|p| fire_one(c, &due, i, &name, p, now));
+            let keep = fired.is_ok();
+            (fired, keep)
+        });
         match outcome {
-            Ok(()) => fired += 1,
-            Err(e) => pgrx::warning!("pg_workflow: schedule \"{name}\" did not fire: {e}"),
+            Ok(Ok(())) => fired += 1,
+            Ok(Err(e)) => failed(c, &name, &e.to_string(), next),
+            Err(message) => failed(c, &name, &message, next),
         }
     }
-    (fired, NEXT_DUE.run(&[]).int8(0, 1))
+    (fired, NEXT_DUE.run(c, &[]).int8(0, 1))
+}
+
+fn fire_one(c: &Conn, due: &Rows, i: usize, name: &str, parsed: &CronSchedule, now: chrono::DateTime<Utc>) -> Result<()> {
+    let at = parsed.latest_at_or_before(now).unwrap_or(now);
+    let id = cron::fire_id(name, at);
+    let workflow_name = due.text(i, 4).unwrap_or_default();
+    let queue = due.text(i, 6).unwrap_or_default();
+    enqueue_fire(c, &queue, &workflow_name, due.varlena(i, 5), &id)?;
+    FIRED.run(c, &[text_datum(name), pg_time(Some(at)), text_datum(&id), pg_time(parsed.next_after(now))]);
+    Ok(())
+}
+
+/// A fire that failed: recorded on the schedule, which moves on to its next fire time (none
+/// when its cron no longer parses or never fires again), and logged at most once a minute.
+fn failed(c: &Conn, name: &str, message: &str, next: Option<chrono::DateTime<Utc>>) {
+    FAILED.run(c, &[text_datum(name), text_datum(message), pg_time(next)]);
+    warn::at_most_once_a_minute(&format!("schedule {name}"), &format!("pg_workflow: schedule \"{name}\" did not fire: {message}"));
 }
 
 sql_function!(wf_schedule, pg_finfo_wf_schedule, schedule);

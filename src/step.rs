@@ -1,10 +1,10 @@
 //! Step checkpoints: `step_put` records a step's outcome once, `step_get` replays it.
 
 use crate::error::{Result, WorkflowError};
-use crate::fmgr::{text_datum, Args, Record};
-use crate::spi::{self, Statement, INT4, JSONB, TEXT};
-use crate::{run_cache, sql_function};
+use crate::fmgr::{text_datum, Args, Field, Record};
+use crate::spi::{self, Conn, Out, Statement, INT4, JSONB, TEXT};
 use crate::workflow::why_not_running;
+use crate::{run_cache, sql_function};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
@@ -17,10 +17,19 @@ static PUT: Statement = Statement::new(
     &[TEXT, INT4, TEXT, JSONB, JSONB],
 );
 
-/// Whether the run may take steps, when `run_cache` does not already know.
+/// Whether the run may take steps, and who owns it, when `run_cache` does not already know.
 static LIVE: Statement = Statement::new(
-    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline
+    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline, executor_id
         FROM workflow.run WHERE workflow_id = $1",
+    &[TEXT],
+);
+
+/// The same under REPEATABLE READ or SERIALIZABLE, where the snapshot may predate a cancel or
+/// a takeover: the share lock raises a serialization failure (40001) if the run changed since,
+/// and holds off such changes until this transaction ends.
+static LIVE_LOCKED: Statement = Statement::new(
+    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline, executor_id
+        FROM workflow.run WHERE workflow_id = $1 FOR SHARE",
     &[TEXT],
 );
 
@@ -32,33 +41,49 @@ static GET: Statement = Statement::new(
     &[TEXT, INT4],
 );
 
-/// Refuses unless the run may take steps now (PENDING, within its deadline). Call inside
-/// `spi::connect`.
-pub fn ensure_live(workflow_id: &str) -> Result<()> {
-    if run_cache::is_known_live(workflow_id) {
+/// Refuses unless the run may take steps now (PENDING, within its deadline) and, when
+/// `executor` is given, no other executor owns it (WF007: fencing a stale executor).
+pub fn ensure_live(c: &Conn, workflow_id: &str, executor: Option<&str>) -> Result<()> {
+    if run_cache::is_known_live(workflow_id, executor) {
         return Ok(());
     }
     let epoch = run_cache::epoch_now(workflow_id);
-    let run = LIVE.run(&[text_datum(workflow_id)]);
+    let live = if run_cache::read_committed() { &LIVE } else { &LIVE_LOCKED };
+    let run = live.run(c, &[text_datum(workflow_id)]);
     if run.bool(0, 1) != Some(true) {
-        return Err(why_not_running(workflow_id));
+        return Err(why_not_running(c, workflow_id));
     }
-    run_cache::remember(workflow_id, epoch, run.int8(0, 2));
+    let owner = run.text(0, 3);
+    check_owner(workflow_id, owner.as_deref(), executor)?;
+    run_cache::remember(workflow_id, epoch, run.int8(0, 2), owner.as_deref());
     Ok(())
 }
 
-/// Checkpoints a step. Call inside `spi::connect`, after `ensure_live`.
-pub fn record(workflow_id: &str, step: i32, step_name: &str, output: Option<Datum>, error: Option<Datum>) {
-    PUT.run(&[text_datum(workflow_id), step.into_datum(), text_datum(step_name), output, error]);
+/// WF007 when `executor` is given and another executor owns the run.
+pub fn check_owner(workflow_id: &str, owner: Option<&str>, executor: Option<&str>) -> Result<()> {
+    match (owner, executor) {
+        (Some(owner), Some(executor)) if owner != executor => Err(WorkflowError::NotOwner {
+            workflow_id: workflow_id.into(),
+            owner: owner.into(),
+            executor_id: executor.into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
-/// A step's checkpoint, if recorded: Some((output, error)). Raises for an unknown, cancelled or
-/// timed-out run and for another step name there (nondeterminism). Call inside `spi::connect`.
-pub type Checkpoint = (Option<Datum>, Option<Datum>);
+/// Checkpoints a step, after `ensure_live`.
+pub fn record(c: &Conn, workflow_id: &str, step: i32, step_name: &str, output: Option<Datum>, error: Option<Datum>) {
+    PUT.run(c, &[text_datum(workflow_id), step.into_datum(), text_datum(step_name), output, error]);
+}
 
-pub fn replay(workflow_id: &str, step: i32, step_name: &str) -> Result<Option<Checkpoint>> {
+/// A step's checkpoint, if recorded: Some((output, error)), copied out of the connection.
+pub type Checkpoint = (Option<Out>, Option<Out>);
+
+/// Raises for an unknown, cancelled or timed-out run and for another step name there
+/// (nondeterminism).
+pub fn replay(c: &Conn, workflow_id: &str, step: i32, step_name: &str) -> Result<Option<Checkpoint>> {
     let workflow_id = workflow_id.to_string();
-    let rows = GET.run(&[text_datum(&workflow_id), step.into_datum()]);
+    let rows = GET.run(c, &[text_datum(&workflow_id), step.into_datum()]);
     match (rows.text(0, 1).as_deref(), rows.bool(0, 2)) {
         (None, _) => return Err(WorkflowError::UnknownWorkflow { workflow_id }),
         (Some("CANCELLED"), _) => return Err(WorkflowError::Cancelled { workflow_id }),
@@ -78,9 +103,10 @@ fn put(args: &Args) -> Result<()> {
     let step_name = args.name(2, "step_name")?;
     let output = args.jsonb(3, "output")?;
     let error = args.jsonb(4, "error")?;
-    spi::connect(|| {
-        ensure_live(&workflow_id)?;
-        record(&workflow_id, step, &step_name, output, error);
+    let executor = args.optional_name(5, "executor_id")?;
+    spi::connect(|c| {
+        ensure_live(c, &workflow_id, executor.as_deref())?;
+        record(c, &workflow_id, step, &step_name, output, error);
         Ok(())
     })
 }
@@ -89,10 +115,10 @@ fn get(args: &Args) -> Result<Record> {
     let workflow_id = args.name(0, "workflow_id")?;
     let step = args.step(1)?;
     let step_name = args.name(2, "step_name")?;
-    spi::connect(|| {
-        Ok(match replay(&workflow_id, step, &step_name)? {
-            Some((output, error)) => Record(vec![true.into_datum(), output, error]),
-            None => Record(vec![false.into_datum(), None, None]),
+    spi::connect(|c| {
+        Ok(match replay(c, &workflow_id, step, &step_name)? {
+            Some((output, error)) => Record(vec![Field::Bool(true), output.into(), error.into()]),
+            None => Record(vec![Field::Bool(false), Field::Null, Field::Null]),
         })
     })
 }

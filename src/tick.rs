@@ -8,11 +8,11 @@ use crate::{schedule, spi, sql_function};
 
 /// One pass; also returns when the next schedule is due (µs since 2000), for the worker.
 pub fn pass() -> (Counts, Option<i64>) {
-    spi::connect(|| {
+    spi::connect(|c| {
         let mut counts = Counts::default();
-        let (fired, next_due) = schedule::fire_due();
+        let (fired, next_due) = schedule::fire_due(c);
         counts.fired = fired;
-        recovery::housekeep(&mut counts);
+        recovery::housekeep(c, &mut counts);
         (counts, next_due)
     })
 }

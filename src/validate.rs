@@ -2,11 +2,31 @@
 
 use crate::error::{Result, WorkflowError};
 
+/// The longest id, name or key, in bytes (Temporal's limit for workflow ids). Btree entries
+/// must stay under about 2 700 bytes, and our widest keys hold two such values.
+pub const MAX_ID_BYTES: usize = 1000;
+
+/// The longest schedule name: its fire ids (`cron:<name>:manual:<uuid>`) must stay ids.
+pub const MAX_SCHEDULE_NAME_BYTES: usize = 900;
+
 pub fn non_empty(value: &str, arg: &'static str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(WorkflowError::EmptyArgument { arg });
     }
     Ok(())
+}
+
+pub fn length(value: &str, arg: &'static str, limit: usize) -> Result<()> {
+    if value.len() > limit {
+        return Err(WorkflowError::TooLong { arg, bytes: value.len(), limit });
+    }
+    Ok(())
+}
+
+/// An id, name or key: not blank, and at most `limit` bytes.
+pub fn identifier(value: &str, arg: &'static str, limit: usize) -> Result<()> {
+    non_empty(value, arg)?;
+    length(value, arg, limit)
 }
 
 pub fn step(step: i32) -> Result<()> {
@@ -47,6 +67,17 @@ mod tests {
         assert!(non_empty("a", "name").is_ok());
         assert_eq!(non_empty("", "name"), Err(WorkflowError::EmptyArgument { arg: "name" }));
         assert!(non_empty("  ", "name").is_err());
+    }
+
+    #[test]
+    fn ids_have_a_length_limit() {
+        assert!(identifier(&"x".repeat(MAX_ID_BYTES), "workflow_id", MAX_ID_BYTES).is_ok());
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            identifier(&long, "workflow_id", MAX_ID_BYTES),
+            Err(WorkflowError::TooLong { arg: "workflow_id", bytes: MAX_ID_BYTES + 1, limit: MAX_ID_BYTES })
+        );
+        assert!(length("", "topic", 10).is_ok());
     }
 
     #[test]

@@ -93,6 +93,12 @@ unsafe extern "C-unwind" fn startup_shmem() {
     }
 }
 
+/// The slot that a schedule change notifies, so that sleeping schedulers recompute their next
+/// wake-up. It lives here, with the board, so that cron (schedule.rs) needs no worker.
+pub fn scheduler_slot() -> usize {
+    slot_of("scheduler", "")
+}
+
 /// Which slot a key sleeps on. Stable across processes: the hasher has fixed keys.
 pub fn slot_of(kind: &str, key: &str) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -135,6 +141,19 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     let commit = match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => true,
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => false,
+        // A prepared transaction commits later, in COMMIT PREPARED, which runs no callback of
+        // ours: its wake-ups and epoch moves would be lost, and caches would trust stale runs.
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE if !SHARED.pending.borrow().is_empty() => {
+            SHARED.pending.borrow_mut().clear();
+            let e = crate::error::WorkflowError::PreparedTransaction;
+            pgrx::ereport!(
+                pgrx::PgLogLevel::ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                e.to_string(),
+                "Run workflow calls that wake others (finish, cancel, enqueue, send, ...) outside a prepared transaction."
+            );
+            return;
+        }
         _ => return,
     };
     let slots = std::mem::take(&mut *SHARED.pending.borrow_mut());

@@ -5,9 +5,14 @@
 //! small jitter so several loops do not step in unison (the fire ids, not the jitter, are what
 //! keep fires unique). A `schedule()` change wakes it early. An error in one pass is logged and
 //! the loop goes on. It waits while the database or the extension is missing, does nothing on
-//! a hot standby, reloads settings on SIGHUP, and stops on SIGTERM or postmaster death.
+//! a hot standby or while the server is read-only (pg_auto_failover holds a promoted primary
+//! read-only for a while), reloads settings on SIGHUP, and stops on SIGTERM or postmaster death.
+//!
+//! Every nap has a floor (`MIN_NAP_MS`): "the next thing is due now" never means "spin". All
+//! SQL runs through `spi::connect`, so names resolve in `pg_catalog` only.
 
-use crate::{guc, tick, wake};
+use crate::spi::{self as our_spi, Statement};
+use crate::{guc, tick, wake, warn};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -29,10 +34,14 @@ pub fn register() {
     }
 }
 
-/// The slot a schedule change notifies, so sleeping schedulers recompute their next wake-up.
-pub fn slot() -> usize {
-    wake::slot_of("scheduler", "")
-}
+/// The shortest nap between two passes.
+const MIN_NAP_MS: i64 = 5;
+
+static EXTENSION_INSTALLED: Statement = Statement::new(
+    c"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow')
+         AND pg_catalog.to_regclass('workflow.schedule') IS NOT NULL",
+    &[],
+);
 
 // Postgres' own signal handlers, by their C symbols (pgrx's pg_sys wraps them as Rust fns).
 unsafe extern "C-unwind" {
@@ -57,7 +66,7 @@ pub extern "C-unwind" fn pg_workflow_scheduler_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     let name = format!("pg_workflow scheduler {}\0", arg.value());
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr().cast()) };
-    let waiter = wake::Waiter::new(slot());
+    let waiter = wake::Waiter::new(wake::scheduler_slot());
     loop {
         let seen = waiter.epoch();
         unsafe {
@@ -73,11 +82,16 @@ pub extern "C-unwind" fn pg_workflow_scheduler_main(arg: pg_sys::Datum) {
 
 /// One pass in its own transaction. Returns when the next schedule is due (µs since 2000).
 fn guarded_pass() -> Option<i64> {
+    // SAFETY: reads shared state of this backend.
     if unsafe { pg_sys::RecoveryInProgress() } {
         return None; // a hot standby: the primary's schedulers do the work
     }
     PgTryBuilder::new(|| {
         BackgroundWorker::transaction(|| {
+            // SAFETY: reads a global of this backend, set at transaction start.
+            if unsafe { pg_sys::XactReadOnly } {
+                return None; // read-only for now (default_transaction_read_only): wait quietly
+            }
             if !extension_installed() {
                 return None;
             }
@@ -93,11 +107,13 @@ fn guarded_pass() -> Option<i64> {
         })
     })
     .catch_others(|error| {
-        if let pg_sys::panic::CaughtError::PostgresError(e) | pg_sys::panic::CaughtError::ErrorReport(e) = &error {
-            warning!("pg_workflow scheduler: pass failed: {}", e.message());
-        } else {
-            warning!("pg_workflow scheduler: pass failed");
-        }
+        let message = match &error {
+            pg_sys::panic::CaughtError::PostgresError(e)
+            | pg_sys::panic::CaughtError::ErrorReport(e)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: e, .. } => e.message().to_string(),
+        };
+        warn::at_most_once_a_minute("scheduler pass", &format!("pg_workflow scheduler: pass failed: {message}"));
+        // SAFETY: the pass's transaction is the current one; abort it before the next pass.
         unsafe { pg_sys::AbortCurrentTransaction() };
         None
     })
@@ -105,13 +121,7 @@ fn guarded_pass() -> Option<i64> {
 }
 
 fn extension_installed() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_workflow')
-            AND to_regclass('workflow.schedule') IS NOT NULL",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    our_spi::connect(|c| EXTENSION_INSTALLED.run(c, &[]).bool(0, 1) == Some(true))
 }
 
 /// Exactly until the next schedule is due when that comes first; otherwise tick_interval plus
@@ -119,9 +129,10 @@ fn extension_installed() -> bool {
 /// fire late: the loops that wake together for it share the work through SKIP LOCKED.)
 fn nap_ms(next_due: Option<i64>) -> i64 {
     let interval = guc::TICK_INTERVAL_MS.get() as i64;
+    // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     match next_due.map(|due| (due - now + 999) / 1000) {
-        Some(until_due) if until_due < interval => until_due.max(0),
+        Some(until_due) if until_due < interval => until_due.max(MIN_NAP_MS),
         _ => interval + jitter_ms(interval),
     }
 }

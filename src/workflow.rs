@@ -1,10 +1,11 @@
 //! A workflow run's life: start (or claim for replay), finish, fail, cancel, wait.
 
 use crate::error::{Result, WorkflowError};
-use crate::fmgr::{text_datum, Args, Record};
-use crate::spi::{self, Statement, INT4, INTERVAL, JSONB, TEXT};
+use crate::fmgr::{text_datum, Args, Field, Record};
+use crate::spi::{self, Conn, Out, Statement, INT4, INTERVAL, JSONB, TEXT};
+use crate::step::check_owner;
 use crate::{guc, queue, run_cache, sql_function, wake};
-use pgrx::pg_sys::{self, Datum, INT8OID as INT8};
+use pgrx::pg_sys::{Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
 
@@ -27,11 +28,19 @@ static INSERT_NEW_RUN: Statement = Statement::new(
     &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
 );
 
+/// Lock order, everywhere: a run's `ready` row before its `run` row (dequeue deletes the ready
+/// row, then updates the run). `start` and `cancel` lock the ready row first for that reason.
+static LOCK_READY: Statement =
+    Statement::new(c"SELECT 1 FROM workflow.ready WHERE workflow_id = $1 FOR UPDATE", &[TEXT]);
+
 static LOCK_RUN: Statement = Statement::new(
-    c"SELECT name, status, executor_id, output, error, recovery_attempts
+    c"SELECT name, status, executor_id, output, error, started_at IS NOT NULL
         FROM workflow.run WHERE workflow_id = $1 FOR UPDATE",
     &[TEXT],
 );
+
+static EXECUTOR_EXISTS: Statement =
+    Statement::new(c"SELECT 1 FROM workflow.executor WHERE executor_id = $1", &[TEXT]);
 
 static LEASE_IS_LIVE: Statement = Statement::new(
     c"SELECT last_heartbeat + $2 * interval '1 millisecond' > now()
@@ -52,33 +61,46 @@ static CLAIM_RUN: Statement = Statement::new(
     &[TEXT, TEXT, INT4],
 );
 
+/// Takes back a run that recovery (or resume) put on a queue: off the queue, PENDING again.
+/// Recovery counted the attempt already.
+static TAKE_BACK: Statement = Statement::new(
+    c"WITH unready AS (DELETE FROM workflow.ready WHERE workflow_id = $1)
+      UPDATE workflow.run
+         SET status = 'PENDING', executor_id = $2, attempt = attempt + 1,
+             deadline = coalesce(deadline, now() + timeout)
+       WHERE workflow_id = $1 AND status = 'ENQUEUED'
+      RETURNING status, deadline, queue",
+    &[TEXT, TEXT],
+);
+
 static LAST_STEP: Statement = Statement::new(
     c"SELECT coalesce(max(step), 0) FROM workflow.checkpoint WHERE workflow_id = $1",
     &[TEXT],
 );
 
-/// finish and fail: one statement that only succeeds on a live, owned-by-someone run.
+/// finish and fail: one statement that only succeeds on a live run, owned by the caller when
+/// the caller names itself ($5).
 static COMPLETE: Statement = Statement::new(
     c"UPDATE workflow.run SET status = $2, output = $3, error = $4, finished_at = now()
        WHERE workflow_id = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > now())
+         AND ($5 IS NULL OR executor_id IS NULL OR executor_id = $5)
       RETURNING queue",
-    &[TEXT, TEXT, JSONB, JSONB],
+    &[TEXT, TEXT, JSONB, JSONB, TEXT],
 );
 
-/// An ENQUEUED run also leaves the ready table.
+/// An ENQUEUED run leaves the ready table first (the lock order), then is cancelled.
+static UNREADY: Statement = Statement::new(c"DELETE FROM workflow.ready WHERE workflow_id = $1", &[TEXT]);
+
 static CANCEL: Statement = Statement::new(
-    c"WITH cancelled AS (
-        UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
-         WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
-        RETURNING queue),
-      unready AS (
-        DELETE FROM workflow.ready WHERE workflow_id = $1 AND EXISTS (SELECT 1 FROM cancelled))
-      SELECT queue FROM cancelled",
+    c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
+       WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+      RETURNING queue",
     &[TEXT],
 );
 
 static STATE: Statement = Statement::new(
-    c"SELECT status, status = 'PENDING' AND deadline <= now() FROM workflow.run WHERE workflow_id = $1",
+    c"SELECT status, status = 'PENDING' AND deadline <= now(), executor_id
+        FROM workflow.run WHERE workflow_id = $1",
     &[TEXT],
 );
 
@@ -111,15 +133,25 @@ pub fn announce(workflow_id: &str, queue: Option<&str>) {
     }
 }
 
-/// Why a statement that needs a live PENDING run did not touch it. Call inside `spi::connect`.
-pub fn why_not_running(workflow_id: &str) -> WorkflowError {
-    let rows = STATE.run(&[id_datum(workflow_id)]);
+/// Why a statement that needs a live PENDING run did not touch it.
+pub fn why_not_running(c: &Conn, workflow_id: &str) -> WorkflowError {
+    let rows = STATE.run(c, &[id_datum(workflow_id)]);
     let workflow_id = workflow_id.to_string();
     match (rows.text(0, 1), rows.bool(0, 2)) {
         (None, _) => WorkflowError::UnknownWorkflow { workflow_id },
         (Some(s), _) if s == "CANCELLED" => WorkflowError::Cancelled { workflow_id },
         (Some(_), Some(true)) => WorkflowError::DeadlineExceeded { workflow_id },
         (Some(status), _) => WorkflowError::NotRunning { workflow_id, status },
+    }
+}
+
+/// `why_not_running` for a statement that also required the caller to own the run.
+fn why_not_completed(c: &Conn, workflow_id: &str, executor: Option<&str>) -> WorkflowError {
+    let rows = STATE.run(c, &[id_datum(workflow_id)]);
+    let live = rows.text(0, 1).as_deref() == Some("PENDING") && rows.bool(0, 2) == Some(false);
+    match check_owner(workflow_id, rows.text(0, 3).as_deref(), executor) {
+        Err(not_owner) if live => not_owner,
+        _ => why_not_running(c, workflow_id),
     }
 }
 
@@ -133,25 +165,30 @@ fn start(args: &Args) -> Result<Record> {
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
 
     let epoch = run_cache::epoch_now(&workflow_id);
-    let inserted = spi::connect(|| {
+    spi::connect(|c| {
         let exec = executor.as_deref().and_then(text_datum);
-        let rows = insert.run(&[id_datum(&workflow_id), text_datum(&name), exec, input, timeout]);
-        (rows.len() == 1).then(|| rows.int8(0, 1))
-    });
-    if let Some(deadline) = inserted {
-        run_cache::remember(&workflow_id, epoch, deadline);
-        return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
-    }
-    spi::connect(|| claim(&workflow_id, &name, executor.as_deref()))
+        let rows = insert.run(c, &[id_datum(&workflow_id), text_datum(&name), exec, input, timeout]);
+        if rows.len() == 1 {
+            run_cache::remember(&workflow_id, epoch, rows.int8(0, 1), executor.as_deref());
+            return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
+        }
+        claim(c, &workflow_id, &name, executor.as_deref())
+    })
 }
 
-/// `start` on an id that exists (or whose executor is unknown): replay, wait, or refuse.
-fn claim(workflow_id: &str, name: &str, executor: Option<&str>) -> Result<Record> {
-    let run = LOCK_RUN.run(&[id_datum(workflow_id)]);
+/// `start` on an id that exists (or whose executor is unknown): replay, take back, wait, or
+/// refuse.
+fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Result<Record> {
+    if let Some(executor_id) = executor {
+        if EXECUTOR_EXISTS.run(c, &[text_datum(executor_id)]).is_empty() {
+            return Err(WorkflowError::UnknownExecutor { executor_id: executor_id.into() });
+        }
+    }
+    LOCK_READY.run(c, &[id_datum(workflow_id)]);
+    let run = LOCK_RUN.run(c, &[id_datum(workflow_id)]);
     let Some(existing) = run.text(0, 1) else {
-        // The insert skipped a run that does not exist: the executor was the problem.
-        let executor_id = executor.unwrap_or_default().to_string();
-        return Err(WorkflowError::UnknownExecutor { executor_id });
+        // Only a concurrent delete gets here: the insert found the id taken.
+        return Err(WorkflowError::UnknownWorkflow { workflow_id: workflow_id.into() });
     };
     if existing != name {
         return Err(WorkflowError::NameMismatch {
@@ -162,45 +199,56 @@ fn claim(workflow_id: &str, name: &str, executor: Option<&str>) -> Result<Record
     }
     let status = run.text(0, 2).unwrap_or_default();
     let owner = run.text(0, 3);
-    let last_step = LAST_STEP.run(&[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
-    if status != "PENDING" || !may_take_over(owner.as_deref(), executor) {
-        let (output, error) = (run.varlena(0, 4), run.varlena(0, 5));
-        return Ok(start_row(workflow_id, &status, output, error, last_step, false));
-    }
+    let ran_before = run.bool(0, 6) == Some(true);
+    let last_step = LAST_STEP.run(c, &[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
     let epoch = run_cache::epoch_now(workflow_id);
-    let max_attempts = guc::MAX_RECOVERY_ATTEMPTS.get().into_datum();
-    let claimed = CLAIM_RUN.run(&[id_datum(workflow_id), executor.and_then(text_datum), max_attempts]);
+    let (claimed, queue) = match status.as_str() {
+        "PENDING" if may_take_over(c, owner.as_deref(), executor) => {
+            let max_attempts = guc::MAX_RECOVERY_ATTEMPTS.get().into_datum();
+            (CLAIM_RUN.run(c, &[id_datum(workflow_id), executor.and_then(text_datum), max_attempts]), None)
+        }
+        // Recovery (or resume) put it back on a queue: whoever starts it again runs it now.
+        "ENQUEUED" if ran_before => {
+            let taken = TAKE_BACK.run(c, &[id_datum(workflow_id), executor.and_then(text_datum)]);
+            let queue = taken.text(0, 3);
+            (taken, queue)
+        }
+        _ => {
+            let (output, error) = (run.varlena(0, 4), run.varlena(0, 5));
+            return Ok(start_row(workflow_id, &status, output, error, last_step, false));
+        }
+    };
     let status = claimed.text(0, 1).unwrap_or_default();
+    // A takeover ends the previous owner's cached claim everywhere and may free a queue slot.
+    announce(workflow_id, queue.as_deref());
     if status == "PENDING" {
-        run_cache::remember(workflow_id, epoch, claimed.int8(0, 2));
-    } else {
-        wake_waiters(workflow_id);
+        run_cache::remember(workflow_id, epoch, claimed.int8(0, 2), executor);
     }
     Ok(start_row(workflow_id, &status, None, None, last_step, status == "PENDING"))
 }
 
 /// A PENDING run may be taken by its own executor, by anyone when it has no owner, and by
 /// anyone once its owner's lease has expired or the owner is no longer registered.
-fn may_take_over(owner: Option<&str>, caller: Option<&str>) -> bool {
+fn may_take_over(c: &Conn, owner: Option<&str>, caller: Option<&str>) -> bool {
     match owner {
         None => true,
         Some(o) if Some(o) == caller => true,
         Some(o) => {
-            let live = LEASE_IS_LIVE.run(&[text_datum(o), guc::executor_timeout_ms().into_datum()]);
+            let live = LEASE_IS_LIVE.run(c, &[text_datum(o), guc::executor_timeout_ms().into_datum()]);
             !live.bool(0, 1).unwrap_or(false)
         }
     }
 }
 
-fn start_row(
-    id: &str,
-    status: &str,
-    output: Option<Datum>,
-    error: Option<Datum>,
-    last_step: i32,
-    claimed: bool,
-) -> Record {
-    Record(vec![text_datum(id), text_datum(status), output, error, last_step.into_datum(), claimed.into_datum()])
+fn start_row(id: &str, status: &str, output: Option<Out>, error: Option<Out>, last_step: i32, claimed: bool) -> Record {
+    Record(vec![
+        Field::text(id),
+        Field::text(status),
+        output.into(),
+        error.into(),
+        Field::Int(last_step),
+        Field::Bool(claimed),
+    ])
 }
 
 fn complete(args: &Args, status: &'static str) -> Result<&'static str> {
@@ -210,10 +258,12 @@ fn complete(args: &Args, status: &'static str) -> Result<&'static str> {
     } else {
         (None, Some(args.jsonb(1, "error")?.ok_or(WorkflowError::NullArgument { arg: "error" })?))
     };
-    spi::connect(|| {
-        let done = COMPLETE.run(&[id_datum(&workflow_id), text_datum(status), output, error]);
+    let executor = args.optional_name(2, "executor_id")?;
+    spi::connect(|c| {
+        let exec = executor.as_deref().and_then(text_datum);
+        let done = COMPLETE.run(c, &[id_datum(&workflow_id), text_datum(status), output, error, exec]);
         if done.is_empty() {
-            return Err(why_not_running(&workflow_id));
+            return Err(why_not_completed(c, &workflow_id, executor.as_deref()));
         }
         announce(&workflow_id, done.text(0, 1).as_deref());
         Ok(status)
@@ -231,31 +281,38 @@ fn fail(args: &Args) -> Result<&'static str> {
 /// Returns true when this call cancelled the run, false when it had already ended.
 fn cancel(args: &Args) -> Result<bool> {
     let workflow_id = args.name(0, "workflow_id")?;
-    spi::connect(|| {
-        let cancelled = CANCEL.run(&[id_datum(&workflow_id)]);
+    spi::connect(|c| {
+        UNREADY.run(c, &[id_datum(&workflow_id)]);
+        let cancelled = CANCEL.run(c, &[id_datum(&workflow_id)]);
         if cancelled.len() == 1 {
             announce(&workflow_id, cancelled.text(0, 1).as_deref());
             return Ok(true);
         }
-        match why_not_running(&workflow_id) {
+        match why_not_running(c, &workflow_id) {
             e @ WorkflowError::UnknownWorkflow { .. } => Err(e),
             _ => Ok(false),
         }
     })
 }
 
+/// 0A000 outside READ COMMITTED, for calls that wait for other sessions' commits.
+pub fn needs_read_committed(function: &'static str) -> Result<()> {
+    match run_cache::read_committed() {
+        true => Ok(()),
+        false => Err(WorkflowError::NeedsReadCommitted { function }),
+    }
+}
+
 fn wait(args: &Args) -> Result<Record> {
     let workflow_id = args.name(0, "workflow_id")?;
     let timeout = args.interval(1, "timeout")?.map(|(_, micros)| Duration::from_micros(micros as u64));
-    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        return Err(WorkflowError::NeedsReadCommitted { function: "wait" });
-    }
+    needs_read_committed("wait")?;
     let deadline = timeout.map(|t| Instant::now() + t);
     let waiter = wake::Waiter::new(run_cache::slot(&workflow_id));
     loop {
         let seen = waiter.epoch();
-        let (status, output, error) = spi::connect(|| {
-            let rows = OUTCOME.run(&[id_datum(&workflow_id)]);
+        let (status, output, error) = spi::connect(|c| {
+            let rows = OUTCOME.run(c, &[id_datum(&workflow_id)]);
             (rows.text(0, 1), rows.varlena(0, 2), rows.varlena(0, 3))
         });
         let Some(status) = status else {
@@ -263,7 +320,7 @@ fn wait(args: &Args) -> Result<Record> {
         };
         match wake::nap_ms(deadline) {
             Some(nap) if !is_terminal(&status) => waiter.sleep(seen, nap),
-            _ => return Ok(Record(vec![text_datum(&workflow_id), text_datum(&status), output, error])),
+            _ => return Ok(Record(vec![Field::text(&workflow_id), Field::text(&status), output.into(), error.into()])),
         }
     }
 }
