@@ -16,19 +16,16 @@ start)
   install -d -o postgres -g postgres "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$BIN/initdb" -D "$dir/data" --locale=C.UTF-8 -A trust -U postgres >/dev/null
-    preload="shared_preload_libraries = 'pg_workflow'"
-    [ "${PGWF_PRELOAD:-1}" = 0 ] && preload="# not preloaded"
+    conf=$(cat "$(dirname "$0")/../pg_test_config/postgresql.conf")
+    if [ "${PGWF_PRELOAD:-1}" = 0 ]; then
+      conf=$(printf '%s\n' "$conf" | grep -v -e '^shared_preload_libraries' -e '^workflow.database')
+    fi
     cat >>"$dir/data/postgresql.conf" <<CONF
 # pg_workflow scratch server
 port = $port
 listen_addresses = ''
 unix_socket_directories = '$dir'
-$preload
-workflow.database = 'postgres'
-max_connections = 200
-autovacuum_naptime = 1s      # recommended for queues: see the README
-log_min_messages = warning
-log_line_prefix = '%m [%p] %q%a '
+$conf
 ${PGWF_CONF:-}
 CONF
   fi

@@ -49,12 +49,16 @@ pub extern "C-unwind" fn _PG_init() {
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 
-/// Settings for the server that `cargo pgrx test` starts.
+/// Settings for the server that `cargo pgrx test` starts: the project's one settings file.
 #[cfg(test)]
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'pg_workflow'"]
+        include_str!("../pg_test_config/postgresql.conf")
+            .lines()
+            .map(|line| line.split('#').next().unwrap_or("").trim())
+            .filter(|line| !line.is_empty())
+            .collect()
     }
 }

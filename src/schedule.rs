@@ -80,6 +80,12 @@ fn next_from_now(schedule: &CronSchedule) -> Option<Datum> {
     pg_time(schedule.next_after(Utc::now()))
 }
 
+/// The name of a schedule that exists: no length limit, so that one stored before names had
+/// a limit can still be paused, triggered or dropped.
+fn existing_name(args: &Args) -> Result<String> {
+    args.name_within(0, "name", usize::MAX)
+}
+
 fn schedule(args: &Args) -> Result<Raw> {
     let name = args.name_within(0, "name", MAX_SCHEDULE_NAME_BYTES)?;
     let expression = args.name(1, "cron")?;
@@ -111,7 +117,7 @@ fn schedule(args: &Args) -> Result<Raw> {
 }
 
 fn unschedule(args: &Args) -> Result<()> {
-    let name = args.name(0, "name")?;
+    let name = existing_name(args)?;
     spi::connect(|c| match DELETE.run(c, &[text_datum(&name)]).len() {
         1 => Ok(()),
         _ => Err(WorkflowError::UnknownSchedule { schedule: name.clone() }),
@@ -120,7 +126,7 @@ fn unschedule(args: &Args) -> Result<()> {
 
 /// Pausing clears next_fire_at; resuming restarts from now, so paused time is not made up.
 fn set_paused(args: &Args, paused: bool) -> Result<()> {
-    let name = args.name(0, "name")?;
+    let name = existing_name(args)?;
     spi::connect(|c| {
         let one = ONE.run(c, &[text_datum(&name)]);
         let (Some(expression), Some(timezone)) = (one.text(0, 1), one.text(0, 2)) else {
@@ -143,7 +149,7 @@ fn resume_schedule(args: &Args) -> Result<()> {
 
 /// Fires the schedule now, off its cron; returns the run's id, which is new on every call.
 fn trigger_schedule(args: &Args) -> Result<String> {
-    let name = args.name(0, "name")?;
+    let name = existing_name(args)?;
     spi::connect(|c| {
         let one = ONE.run(c, &[text_datum(&name)]);
         let (Some(workflow_name), Some(queue)) = (one.text(0, 3), one.text(0, 5)) else {

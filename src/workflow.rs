@@ -148,7 +148,7 @@ pub fn why_not_running(c: &Conn, workflow_id: &str) -> WorkflowError {
 /// `why_not_running` for a statement that also required the caller to own the run.
 fn why_not_completed(c: &Conn, workflow_id: &str, executor: Option<&str>) -> WorkflowError {
     let rows = STATE.run(c, &[id_datum(workflow_id)]);
-    let live = rows.text(0, 1).as_deref() == Some("PENDING") && rows.bool(0, 2) == Some(false);
+    let live = rows.text(0, 1).as_deref() == Some("PENDING") && rows.bool(0, 2) != Some(true);
     match check_owner(workflow_id, rows.text(0, 3).as_deref(), executor) {
         Err(not_owner) if live => not_owner,
         _ => why_not_running(c, workflow_id),

@@ -35,13 +35,14 @@ SELECT try($$SELECT workflow.fork('nope', 1)$$);
 SELECT try($$SELECT workflow.fork('ops-1', 1, NULL, 'nope')$$);
 SELECT try($$SELECT workflow.fork('ops-1', 1, 'ops-2')$$);
 SELECT try($$SELECT workflow.delete('ops-2')$$);
-SELECT try($$SELECT workflow.gc('-1 day')$$);
+SELECT try($$CALL workflow.gc('-1 day')$$);
+SELECT try($$SELECT workflow.gc_batch(NULL)$$);
 
 -- delete and gc remove ended runs and all their rows; active runs stay.
 SELECT workflow.delete('ops-1-fixed');
 SELECT workflow.delete('ops-1-fixed');
 SELECT count(*) AS rows_left FROM workflow.checkpoint WHERE workflow_id = 'ops-1-fixed';
-SELECT workflow.gc('0 s') > 0 AS collected;
+CALL workflow.gc('0 s');
 SELECT count(*) AS ended_left FROM workflow.run WHERE finished_at IS NOT NULL;
 SELECT workflow_id, status FROM workflow.runs WHERE workflow_id = 'ops-2';
 SELECT count(*) AS messages_kept FROM workflow.pending_messages WHERE workflow_id = 'ops-2';
