@@ -65,6 +65,11 @@ static FAILED: Statement = Statement::new(
     &[TEXT, TEXT, TIMESTAMPTZ],
 );
 
+/// `FAILED` for a 0.1.0 schema, which has no last_error yet: the new library may run against
+/// it until ALTER EXTENSION UPDATE, and its schedules must still move on.
+static MOVED_ON: Statement =
+    Statement::new(c"UPDATE workflow.schedule SET next_fire_at = $2 WHERE name = $1", &[TEXT, TIMESTAMPTZ]);
+
 /// The next fire time still ahead. A due schedule that this pass could not claim (another
 /// session holds its row) is left out: it is retried at the next interval, not in a loop.
 static NEXT_DUE: Statement = Statement::new(
@@ -211,7 +216,10 @@ fn fire_one(c: &Conn, due: &Rows, i: usize, name: &str, parsed: &CronSchedule, n
 /// A fire that failed: recorded on the schedule, which moves on to its next fire time (none
 /// when its cron no longer parses or never fires again), and logged at most once a minute.
 fn failed(c: &Conn, name: &str, message: &str, next: Option<chrono::DateTime<Utc>>) {
-    FAILED.run(c, &[text_datum(name), text_datum(message), pg_time(next)]);
+    let recorded = spi::catching(|| (FAILED.run(c, &[text_datum(name), text_datum(message), pg_time(next)]).len(), true));
+    if recorded.is_err() {
+        MOVED_ON.run(c, &[text_datum(name), pg_time(next)]);
+    }
     warn::at_most_once_a_minute(&format!("schedule {name}"), &format!("pg_workflow: schedule \"{name}\" did not fire: {message}"));
 }
 

@@ -48,6 +48,7 @@ def fill_through_the_0_1_0_api(db):
     for _ in range(2):  # the second send is a duplicate: the key delivers once
         db.execute("SELECT workflow.send('open', '{\"n\": 2}', 'topic', 'idem-1')")
     db.execute("SELECT workflow.schedule('nightly', '0 3 * * *', 'report', '{\"k\": 1}')")
+    assert one(db, "SELECT workflow.gc('100 years')") == 0  # 0.1.0's gc, a function (symbol wf_gc)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,10 @@ def upgraded():
         db.execute("ALTER EXTENSION pg_workflow UPDATE")
         assert one(db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_workflow'") == "0.2.0"
         assert counts(db) == before
-    return before
+    yield
+    with connect("postgres") as c:
+        for name in [OLD, FRESH]:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_the_data_survives_the_upgrade_and_works(upgraded):
@@ -88,7 +92,8 @@ def test_the_data_survives_the_upgrade_and_works(upgraded):
         assert one(db, "CALL workflow.gc('0 s')") == 2
         assert one(db, "SELECT count(*) FROM workflow.checkpoint WHERE workflow_id IN ('done', 'open')") == 0
         assert one(db, "SELECT count(*) FROM workflow.message") == 0
-        # The roles exist and hold their grants; the functions run as their (definer) owner.
+        # The roles exist and hold their grants; a role without table privileges works through
+        # the functions, which are SECURITY DEFINER now.
         assert one(db, "SELECT count(*) FROM pg_roles WHERE rolname IN "
                        "('workflow_executor', 'workflow_reader', 'workflow_admin')") == 3
         step_put = "workflow.step_put(text, int, text, jsonb, jsonb, text)"
@@ -99,8 +104,9 @@ def test_the_data_survives_the_upgrade_and_works(upgraded):
             "       has_function_privilege('workflow_admin', 'workflow.gc(interval, bigint)', 'EXECUTE'),"
             "       has_function_privilege('workflow_admin', 'workflow.gc_batch(interval)', 'EXECUTE'),"
             "       has_table_privilege('workflow_reader', 'workflow.schedules', 'SELECT'),"
-            "       has_table_privilege('workflow_reader', 'workflow.schedule', 'SELECT')",
-            (step_put, step_put, step_put)).fetchone() == (True, False, False, True, True, True, False)
+            "       has_table_privilege('workflow_reader', 'workflow.schedule', 'SELECT'),"
+            "       pg_has_role('workflow_admin', 'workflow_executor', 'MEMBER')",
+            (step_put, step_put, step_put)).fetchone() == (True, False, False, True, True, True, False, True)
         db.execute("SET ROLE workflow_executor")
         db.execute("SELECT workflow.heartbeat('ex-1')")
         db.execute("RESET ROLE")
@@ -120,8 +126,9 @@ NORMALIZE = [
     (r"WHERE oid = '\d+';", "WHERE oid = 'OID';"),
     # A sequence's position is data (upgrade_old has sent messages); binary upgrade dumps it anyway.
     (r"setval\('([\w.]+)', \d+, (true|false)\)", r"setval('\1', N, B)"),
-    # The OIDs of the config dump tables, in registration order: compared by name below.
-    (r"(binary_upgrade_create_empty_extension\(.*?, )'\{[\d,]*\}'", r"\1'{OIDS}'"),
+    # The config dump tables' OIDs and conditions, as arrays in registration order: compared
+    # by name, as a set, in CATALOG below.
+    (r"(binary_upgrade_create_empty_extension\(.*?, )'\{[\d,]*\}', '\{.*?\}'", r"\1'{OIDS}', '{CONDITIONS}'"),
 ]
 
 
@@ -133,9 +140,9 @@ def schema_dump(dbname):
     return dump.splitlines(keepends=True)
 
 
-# Every member of the extension with its ACL and initial privileges, the initial privileges of
-# anything else the scripts granted on (the schema, columns), and the config dump registrations
-# as a set: their array order is only the order of registration, which pg_dump does not use.
+# Every member of the extension with its ACL, the schema's ACL (it is not a member), every
+# initial privilege that the scripts recorded, and the config dump registrations as a set:
+# their array order is only the order of registration, which pg_dump does not use.
 CATALOG = {
     "members": """
         SELECT pg_describe_object(d.classid, d.objid, 0), coalesce(c.relacl, p.proacl)::text
@@ -145,6 +152,7 @@ CATALOG = {
          WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
            AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_workflow')
          ORDER BY 1""",
+    "schema_acl": "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'workflow'",
     "init_privs": """
         SELECT pg_describe_object(classoid, objoid, objsubid), initprivs::text
           FROM pg_init_privs WHERE privtype = 'e' ORDER BY 1, 2""",

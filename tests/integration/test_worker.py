@@ -19,8 +19,8 @@ SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
 CONF = "workflow.scheduler_workers = 4\nworkflow.executor_timeout = '2s'\nworkflow.tick_interval = '200ms'"
 
 
-def connect(**kw):
-    return psycopg.connect(host=DIR, port=WPORT, user="postgres", dbname="postgres", autocommit=True, **kw)
+def connect(autocommit=True, **kw):
+    return psycopg.connect(host=DIR, port=WPORT, user="postgres", dbname="postgres", autocommit=autocommit, **kw)
 
 
 def workers():
@@ -155,6 +155,78 @@ def test_a_heartbeating_executor_keeps_its_long_running_run():
         row = c.execute("SELECT status, executor_id, recovery_attempts FROM workflow.runs WHERE workflow_id = 'long-1'"
                         ).fetchone()
     assert row == ("PENDING", "steady", 0)
+
+
+def worker_cpu_seconds():
+    """CPU seconds used so far by all scheduler workers, from /proc."""
+    with connect() as c:
+        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_workflow scheduler'")]
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def log_lines_since(offset, text):
+    with open(os.path.join(DIR, "server.log"), errors="replace") as f:
+        f.seek(offset)
+        return [line for line in f if text in line]
+
+
+def log_size():
+    return os.path.getsize(os.path.join(DIR, "server.log"))
+
+
+def test_failing_and_locked_schedules_neither_spin_the_workers_nor_flood_the_log():
+    """Issue 8, defect 3: a fire that fails (its id is taken by a run of another name) and a due
+    schedule whose row another session holds used to make every worker loop without sleeping."""
+    with connect() as c:
+        c.execute("SELECT workflow.schedule('clash', '* * * * * *', 'ping')")
+        c.execute("SELECT workflow.schedule('held', '* * * * * *', 'ping')")
+        # The next 30 fire ids of 'clash' belong to runs of another workflow.
+        c.execute("""SELECT count(*) FROM generate_series(0, 30) i, workflow.start('squatter', NULL,
+                       'cron:clash:' || to_char(date_trunc('second', clock_timestamp() + i * interval '1 s')
+                                                AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))""")
+    with connect(autocommit=False) as holder:
+        holder.execute("SELECT 1 FROM workflow.schedule WHERE name = 'held' FOR UPDATE")
+        offset, cpu = log_size(), worker_cpu_seconds()
+        time.sleep(4)
+        used = worker_cpu_seconds() - cpu
+        holder.rollback()
+    warnings = log_lines_since(offset, "did not fire")
+    with connect() as c:
+        error, = c.execute("SELECT last_error FROM workflow.schedules WHERE name = 'clash'").fetchone()
+    # Spinning, 4 workers burned about 4 CPU-seconds here; asleep they use a few milliseconds.
+    assert used < 1.0, f"the workers used {used:.2f} CPU-seconds in 4 s"
+    assert len(warnings) <= 4, f"{len(warnings)} warnings: at most one a minute per worker"
+    assert "already used by a run of" in error
+    wait_until(lambda: len(fire_times("held")) >= 1, what="the released schedule to fire")
+    with connect() as c:
+        c.execute("SELECT workflow.unschedule('clash'), workflow.unschedule('held')")
+
+
+def test_the_workers_wait_quietly_while_the_server_is_read_only():
+    """Issue 8, defect 16: pg_auto_failover keeps a promoted primary read-only for a while."""
+    with connect() as c:
+        c.execute("SELECT workflow.schedule('while_ro', '* * * * * *', 'ping')")
+        wait_until(lambda: len(fire_times("while_ro")) >= 1, what="a first fire")
+        c.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        c.execute("SELECT pg_reload_conf()")
+    offset = log_size()
+    time.sleep(1)
+    fired = len(fire_times("while_ro"))
+    time.sleep(2)
+    assert len(fire_times("while_ro")) == fired, "a read-only server fired a schedule"
+    assert log_lines_since(offset, "pass failed") == []
+    with connect() as c:
+        c.execute("SET default_transaction_read_only = off")
+        c.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        c.execute("SELECT pg_reload_conf()")
+    wait_until(lambda: len(fire_times("while_ro")) >= fired + 2, what="fires once writable again")
+    with connect() as c:
+        c.execute("SELECT workflow.unschedule('while_ro')")
 
 
 def test_a_terminated_worker_comes_back():
