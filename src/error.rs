@@ -183,6 +183,7 @@ pub fn make_sqlstate(code: &str) -> c_int {
 }
 
 // Postgres' error API; pgrx keeps its own declarations private.
+// SAFETY: these are the C signatures of elog.h in PostgreSQL 15.
 unsafe extern "C-unwind" {
     fn errstart(elevel: c_int, domain: *const c_char) -> bool;
     fn errcode(sqlerrcode: c_int) -> c_int;
@@ -201,6 +202,7 @@ pub unsafe fn raise(err: WorkflowError, function: &std::ffi::CStr) -> ! {
     let message = CString::new(err.to_string().replace('\0', "")).unwrap_or_default();
     let hint = err.hint().map(|h| CString::new(h).unwrap_or_default());
     drop(err);
+    // SAFETY: the ereport sequence of elog.h; the format is "%s" with one C string argument.
     unsafe {
         if errstart(pgrx::pg_sys::elog::PgLogLevel::ERROR as c_int, std::ptr::null()) {
             errcode(code);

@@ -27,9 +27,11 @@ macro_rules! sql_function {
 
         #[unsafe(no_mangle)]
         #[doc(hidden)]
+        // SAFETY: Postgres calls it with a valid fcinfo, as for any version-1 C function.
         pub unsafe extern "C-unwind" fn $symbol(
             fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
         ) -> ::pgrx::pg_sys::Datum {
+            // SAFETY: pgrx's guard turns a Postgres error or a Rust panic into a Rust value.
             let outcome = unsafe {
                 ::pgrx::pg_sys::panic::pgrx_extern_c_guard(|| {
                     let args = $crate::fmgr::Args::new(fcinfo);
@@ -64,6 +66,7 @@ impl Args {
 
     /// The raw Datum of argument `i`, or None for SQL NULL.
     pub fn datum(&self, i: usize) -> Option<Datum> {
+        // SAFETY: fcinfo is the current call's, and `get` bounds i by nargs.
         unsafe {
             let fc = &*self.fcinfo;
             let arg = *fc.args.as_slice(fc.nargs as usize).get(i)?;
@@ -72,6 +75,7 @@ impl Args {
     }
 
     pub fn text(&self, i: usize) -> Option<String> {
+        // SAFETY: the caller asks for a text argument; from_datum copies it.
         self.datum(i).and_then(|d| unsafe { String::from_datum(d, false) })
     }
 
@@ -115,6 +119,7 @@ impl Args {
     /// A jsonb argument, passed through untouched, after the size check.
     pub fn jsonb(&self, i: usize, arg: &'static str) -> Result<Option<Datum>> {
         let Some(d) = self.datum(i) else { return Ok(None) };
+        // SAFETY: d is a varlena (jsonb) argument.
         let bytes = unsafe { pg_sys::toast_raw_datum_size(d) };
         crate::validate::payload_size(arg, bytes, guc::max_payload_bytes())?;
         Ok(Some(d))
@@ -124,6 +129,7 @@ impl Args {
     /// microseconds (months count as 30 days, as Postgres compares intervals).
     pub fn interval(&self, i: usize, arg: &'static str) -> Result<Option<(Datum, i64)>> {
         let Some(d) = self.datum(i) else { return Ok(None) };
+        // SAFETY: d is an interval argument, a pointer to a pg_sys::Interval.
         let iv = unsafe { &*(d.cast_mut_ptr::<pg_sys::Interval>()) };
         let micros = crate::validate::interval_micros(iv.month, iv.day, iv.time);
         if micros < 0 {
@@ -139,6 +145,7 @@ pub trait IntoReturn {
 }
 
 fn return_null(args: &Args) -> Datum {
+    // SAFETY: fcinfo is the current call's.
     unsafe { (*args.fcinfo()).isnull = true };
     Datum::from(0)
 }

@@ -103,6 +103,7 @@ unsafe fn cache<'a, E: Entry>(arg: *mut c_void) -> &'a TxCache<E> {
     unsafe { &*arg.cast::<TxCache<E>>() }
 }
 
+// SAFETY (all three callbacks): Postgres calls them with the argument they were registered with.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_xact_end<E: Entry>(event: pg_sys::XactEvent::Type, arg: *mut c_void) {
     // SAFETY: registered with this cache as its argument.
@@ -116,6 +117,7 @@ unsafe extern "C-unwind" fn at_xact_end<E: Entry>(event: pg_sys::XactEvent::Type
     }
 }
 
+// SAFETY: see at_xact_end.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_subxact_end<E: Entry>(
     event: pg_sys::SubXactEvent::Type,
@@ -131,6 +133,7 @@ unsafe extern "C-unwind" fn at_subxact_end<E: Entry>(
     }
 }
 
+// SAFETY: see at_xact_end.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_relcache_invalidation<E: Entry>(arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     // SAFETY: registered with this cache as its argument.

@@ -46,6 +46,7 @@ static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
 /// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
 pub fn init_shared_memory() {
+    // SAFETY: _PG_init runs in the postmaster before any backend exists; hooks are chained.
     unsafe {
         PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
         pg_sys::shmem_request_hook = Some(request_shmem);
@@ -54,8 +55,10 @@ pub fn init_shared_memory() {
     }
 }
 
+// SAFETY: Postgres calls the hook once, in the postmaster, while shared memory is sized.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn request_shmem() {
+    // SAFETY: see above.
     unsafe {
         if let Some(prev) = PREV_SHMEM_REQUEST {
             prev();
@@ -64,8 +67,11 @@ unsafe extern "C-unwind" fn request_shmem() {
     }
 }
 
+// SAFETY: Postgres calls the hook in each process that attaches shared memory.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn startup_shmem() {
+    // SAFETY: ShmemInitStruct under AddinShmemInitLock, as the docs prescribe; the board is
+    // initialised once, by whoever creates it.
     unsafe {
         if let Some(prev) = PREV_SHMEM_STARTUP {
             prev();
@@ -113,12 +119,14 @@ fn board() -> Option<*mut Board> {
 }
 
 fn condition_variable(slot: usize) -> Option<*mut pg_sys::ConditionVariable> {
+    // SAFETY: the board lives for the life of the server; slot < SLOTS by construction.
     board().map(|b| unsafe { &raw mut (*b).slots[slot] })
 }
 
 /// The slot's epoch, or None without shared memory. Read it *before* taking the snapshot
 /// that the cached fact comes from, so a change that commits in between is not missed.
 pub fn epoch(slot: usize) -> Option<u64> {
+    // SAFETY: as in condition_variable; the epochs are atomics.
     board().map(|b| unsafe { (*b).epochs[slot].load(Ordering::Acquire) })
 }
 
@@ -128,6 +136,7 @@ pub fn notify_on_commit(slot: usize) {
         return; // nobody sleeps on a board that does not exist
     }
     if !SHARED.callback_registered.replace(true) {
+        // SAFETY: registers a guarded callback once per backend.
         unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) };
     }
     let mut pending = SHARED.pending.borrow_mut();
@@ -136,6 +145,7 @@ pub fn notify_on_commit(slot: usize) {
     }
 }
 
+// SAFETY: Postgres calls it at every transaction event; it touches only our own state and the board.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     let commit = match event {
@@ -159,6 +169,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     let slots = std::mem::take(&mut *SHARED.pending.borrow_mut());
     if let (true, Some(b)) = (commit, board()) {
         for slot in slots {
+            // SAFETY: slots come from slot_of, so they are < SLOTS; the board outlives us.
             unsafe {
                 (*b).epochs[slot].fetch_add(1, Ordering::AcqRel);
                 pg_sys::ConditionVariableBroadcast(&raw mut (*b).slots[slot]);
@@ -207,6 +218,7 @@ impl Waiter {
     /// Postgres' CHECK_FOR_INTERRUPTS does.
     pub fn sleep(&self, seen: Option<u64>, timeout_ms: i64) {
         let timeout_ms = timeout_ms.clamp(0, i32::MAX as i64);
+        // SAFETY: cv points into the board; MyLatch is this backend's latch.
         unsafe {
             match self.cv {
                 Some(cv) => {
@@ -235,6 +247,7 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         if self.cv.is_some() {
+            // SAFETY: cancelling is a no-op when this backend is not prepared to sleep.
             unsafe { pg_sys::ConditionVariableCancelSleep() };
         }
     }

@@ -44,6 +44,7 @@ static EXTENSION_INSTALLED: Statement = Statement::new(
 );
 
 // Postgres' own signal handlers, by their C symbols (pgrx's pg_sys wraps them as Rust fns).
+// SAFETY: the C signatures of Postgres' signal handlers (void handler(int)).
 unsafe extern "C-unwind" {
     #[link_name = "die"]
     fn postgres_die(signal: std::ffi::c_int);
@@ -54,6 +55,7 @@ unsafe extern "C-unwind" {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_workflow_scheduler_main(arg: pg_sys::Datum) {
+    // SAFETY: a background worker installs its handlers before it unblocks signals.
     unsafe {
         // SIGTERM sets ProcDiePending, which the sleep below checks: the worker exits at once,
         // non-zero, so the postmaster restarts it after pg_terminate_backend (not at shutdown).
@@ -65,10 +67,12 @@ pub extern "C-unwind" fn pg_workflow_scheduler_main(arg: pg_sys::Datum) {
     // A missing database is FATAL here; the postmaster retries a second later.
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     let name = format!("pg_workflow scheduler {}\0", arg.value());
+    // SAFETY: `name` ends in NUL and outlives the call, which copies it.
     unsafe { pg_sys::pgstat_report_appname(name.as_ptr().cast()) };
     let waiter = wake::Waiter::new(wake::scheduler_slot());
     loop {
         let seen = waiter.epoch();
+        // SAFETY: the flag is set by our SIGHUP handler; reloading between passes is safe.
         unsafe {
             if pg_sys::ConfigReloadPending != 0 {
                 pg_sys::ConfigReloadPending = 0;
