@@ -8,6 +8,8 @@ dir=/tmp/pg_workflow_bench; port=5497
 BIN=/usr/lib/postgresql/15/bin
 
 bash scripts/install-deps.sh
+# A running server may have the old library mapped: unlink it, never overwrite it in place.
+rm -f "$("$BIN/pg_config" --pkglibdir)/pg_workflow.so"
 cargo pgrx install --release --pg-config "$BIN/pg_config" >/dev/null 2>&1
 scripts/server.sh stop "$dir" 2>/dev/null || true
 rm -rf "$dir"

@@ -19,6 +19,7 @@ scripts/server.sh start "$dir" "$port"
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 psql -qX -v ON_ERROR_STOP=1 <<'SQL'
 CREATE EXTENSION IF NOT EXISTS pg_workflow;
+ALTER EXTENSION pg_workflow UPDATE;  -- a demo server from an earlier build
 CREATE TABLE IF NOT EXISTS demo_charges (workflow_id text, amount int, charged_at timestamptz DEFAULT now());
 CREATE TABLE IF NOT EXISTS demo_emails (workflow_id text, sent_to text);
 SQL
