@@ -10,7 +10,8 @@ BIN=/usr/lib/postgresql/15/bin
 bash scripts/install-deps.sh
 # A running server may have the old library mapped: unlink it, never overwrite it in place.
 rm -f "$("$BIN/pg_config" --pkglibdir)/pg_workflow.so"
-cargo pgrx install --release --pg-config "$BIN/pg_config" >/dev/null 2>&1
+cargo pgrx install --release --pg-config "$BIN/pg_config" >/dev/null 2>&1 \
+  || cargo pgrx install --release --pg-config "$BIN/pg_config"
 scripts/server.sh stop "$dir" 2>/dev/null || true
 rm -rf "$dir"
 scripts/server.sh start "$dir" "$port"
@@ -32,15 +33,20 @@ echo "pg_workflow benchmark: $rounds alternating rounds of $secs s, $(nproc) cor
 printf '%-48s %8s %12s %14s\n' "what" "clients" "ops/s" "ratio to raw"
 declare -A raw_at
 for clients in 1 8; do
-  raws=(); wfs=()
+  raws=(); wfs=(); fenced=()
+  # The SDKs pass executor_id on every call (fencing): measure that too. Its lease is renewed
+  # before each round, so the worker leaves its runs alone.
   for _ in $(seq "$rounds"); do
     raws+=("$(tps "$clients" bench/raw_insert.sql)")
     # start + 10 x step_put + finish: 12 commits per workflow.
     wfs+=("$(awk -v t="$(tps "$clients" bench/workflow_10_steps.sql)" 'BEGIN { print t * 12 }')")
+    psql -qX -c "SELECT workflow.register_executor('bench-fenced')" >/dev/null
+    fenced+=("$(awk -v t="$(tps "$clients" bench/workflow_10_steps_fenced.sql)" 'BEGIN { print t * 12 }')")
   done
-  raw=$(median "${raws[@]}"); wf=$(median "${wfs[@]}"); raw_at[$clients]=$raw
+  raw=$(median "${raws[@]}"); wf=$(median "${wfs[@]}"); wff=$(median "${fenced[@]}"); raw_at[$clients]=$raw
   row "raw single-row INSERT (commits)" "$clients" "$raw" "1.00"
   row "10-step workflow (start, 10 step_put, finish)" "$clients" "$wf" "$(ratio "$wf" "$raw")"
+  row "the same, fenced (executor_id on every call)" "$clients" "$wff" "$(ratio "$wff" "$raw")"
   psql -qX -c "TRUNCATE bench_raw, workflow.run, workflow.checkpoint, workflow.ready"
 done
 
