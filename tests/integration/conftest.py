@@ -106,6 +106,30 @@ def run_processes(target, arg_lists, timeout=600):
         assert p.exitcode == 0, f"a {target.__name__} process failed"
 
 
+def one(db, sql, params=()):
+    """The first column of the first row."""
+    return db.execute(sql, params).fetchone()[0]
+
+
+# Every table that holds pg_workflow's state.
+TABLES = ["executor", "run", "checkpoint", "ready", "queue", "schedule", "message", "event", "event_history"]
+
+
+def counts(db):
+    return {t: one(db, f"SELECT count(*) FROM workflow.{t}") for t in TABLES}
+
+
+def recreate_database(name, extension_version=None):
+    """A new, empty database; with the extension, at a given version, when one is given."""
+    with connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    if extension_version:
+        with connect(name) as c:
+            version = "" if extension_version == "default" else f" VERSION '{extension_version}'"
+            c.execute("CREATE EXTENSION pg_workflow" + version)
+
+
 def new_id(prefix):
     return f"{prefix}-{uuid.uuid4()}"
 

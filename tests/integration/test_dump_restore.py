@@ -5,27 +5,10 @@ import subprocess
 
 import pytest
 
-from conftest import DATA_DIR, PORT, connect
+from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
 
 SOURCE, RESTORED = "dump_source", "dump_restored"
 BIN = "/usr/lib/postgresql/15/bin"  # the server's own version
-TABLES = ["run", "checkpoint", "message", "event", "event_history", "queue", "schedule", "executor", "ready"]
-
-
-def recreate(name):
-    with connect("postgres") as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {name}")
-
-
-def one(db, sql, params=()):
-    return db.execute(sql, params).fetchone()[0]
-
-
-def counts(db):
-    return {t: one(db, f"SELECT count(*) FROM workflow.{t}") for t in TABLES}
-
-
 def fill(db):
     """Runs in every state that survives a restore as it is, with everything they own."""
     db.execute("SELECT workflow.register_executor('ex-1', 'v1')")
@@ -63,7 +46,7 @@ def run(*cmd):
 
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory):
-    recreate(SOURCE)
+    recreate_database(SOURCE)
     with connect(SOURCE) as db:
         db.execute("CREATE EXTENSION pg_workflow")
         fill(db)
@@ -74,7 +57,7 @@ def restored(tmp_path_factory):
     dump = tmp_path_factory.mktemp("dump") / "source.dump"
     conn = ["-h", DATA_DIR, "-p", str(PORT), "-U", "postgres"]
     run(f"{BIN}/pg_dump", *conn, "-Fc", "-f", str(dump), SOURCE)
-    recreate(RESTORED)
+    recreate_database(RESTORED)
     run(f"{BIN}/pg_restore", *conn, "-d", RESTORED, str(dump))
     yield before, statuses, max_id
     with connect("postgres") as c:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import connect, show, wait_until
+from conftest import connect, one, show, wait_until
 
 WORKER_DB = "postgres"  # the scratch servers' workflow.database
 PLANTED_PATH = "public, pg_catalog"
@@ -173,10 +173,6 @@ def calls():
 def expect_error(db, statement):
     with pytest.raises(psycopg.Error):
         db.execute(statement)
-
-
-def one(db, sql):
-    return db.execute(sql).fetchone()[0]
 
 
 def call_every_api_function(db):

@@ -7,29 +7,10 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, connect
+from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
 
 OLD, FRESH = "upgrade_old", "upgrade_fresh"
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"  # the server's own version
-TABLES = ["executor", "run", "checkpoint", "ready", "queue", "schedule", "message", "event", "event_history"]
-
-
-def create_database(name, version=None):
-    with connect("postgres") as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        c.execute(f"CREATE DATABASE {name}")
-    with connect(name) as c:
-        c.execute("CREATE EXTENSION pg_workflow" + (f" VERSION '{version}'" if version else ""))
-
-
-def one(db, sql, params=()):
-    return db.execute(sql, params).fetchone()[0]
-
-
-def counts(db):
-    return {t: one(db, f"SELECT count(*) FROM workflow.{t}") for t in TABLES}
-
-
 def fill_through_the_0_1_0_api(db):
     """Every call below is a 0.1.0 declaration that the new .so serves."""
     db.execute("SELECT workflow.register_executor('ex-1', 'v0.1.0')")
@@ -54,7 +35,7 @@ def fill_through_the_0_1_0_api(db):
 @pytest.fixture(scope="module")
 def upgraded():
     """upgrade_old: created at 0.1.0, filled, then updated in the same session, as a user would."""
-    create_database(OLD, "0.1.0")
+    recreate_database(OLD, "0.1.0")
     with connect(OLD) as db:
         fill_through_the_0_1_0_api(db)
         before = counts(db)
@@ -169,7 +150,7 @@ def catalog_lines(dbname):
 
 
 def test_the_upgraded_schema_is_a_fresh_install(upgraded):
-    create_database(FRESH)
+    recreate_database(FRESH, "default")
     for what, read in [("pg_dump --schema-only --binary-upgrade", schema_dump), ("catalogs", catalog_lines)]:
         old, fresh = read(OLD), read(FRESH)
         if old != fresh:
