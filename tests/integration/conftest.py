@@ -108,7 +108,7 @@ def run_processes(target, arg_lists, timeout=600):
 
 def one(db, sql, params=()):
     """The first column of the first row."""
-    return db.execute(sql, params).fetchone()[0]
+    return db.execute(sql, params or None).fetchone()[0]
 
 
 # Every table that holds pg_workflow's state.
