@@ -8,7 +8,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
 /// Microseconds between the Unix epoch and Postgres' (2000-01-01 UTC).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 pub struct CronSchedule {
     cron: Cron,

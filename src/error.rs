@@ -39,7 +39,7 @@ pub enum WorkflowError {
     NotResumable { workflow_id: String, status: String },
     ForkBeyondLastStep { workflow_id: String, from_step: i32, last_step: i32 },
     RunInUse { workflow_id: String, status: String },
-    NotOwner { workflow_id: String, owner: String, executor_id: String },
+    NotOwner { workflow_id: String, owner: Option<String>, executor_id: String },
     CronNeverFires { cron: String },
     QueueScheduled { queue: String, schedule: String },
     PreparedTransaction,
@@ -155,9 +155,13 @@ impl fmt::Display for WorkflowError {
             RunInUse { workflow_id, status } => {
                 write!(f, "workflow \"{workflow_id}\" is {status}; cancel it before deleting it")
             }
-            NotOwner { workflow_id, owner, executor_id } => write!(
+            NotOwner { workflow_id, owner: Some(owner), executor_id } => write!(
                 f,
                 "workflow \"{workflow_id}\" is owned by executor \"{owner}\", not \"{executor_id}\""
+            ),
+            NotOwner { workflow_id, owner: None, executor_id } => write!(
+                f,
+                "workflow \"{workflow_id}\" was taken over by an anonymous start: \"{executor_id}\" no longer owns it"
             ),
             CronNeverFires { cron } => write!(f, "cron expression \"{cron}\" never fires"),
             QueueScheduled { queue, schedule } => {

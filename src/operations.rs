@@ -183,20 +183,21 @@ fn gc_procedure(args: &Args) -> Result<Record> {
             && (*context).type_ == pg_sys::NodeTag::T_CallContext
             && !(*context.cast::<pg_sys::CallContext>()).atomic
     };
-    let batches = |c: &Conn| {
-        let mut deleted = 0;
-        loop {
-            let n = GC_BATCH.run(c, &arg).int8(0, 1).unwrap_or(0);
-            if n == 0 {
-                return deleted;
-            }
-            deleted += n;
-            if nonatomic {
+    let batch = |c: &Conn| GC_BATCH.run(c, &arg).int8(0, 1).unwrap_or(0);
+    let deleted = if nonatomic {
+        spi::connect_nonatomic(|c| {
+            let mut deleted = 0;
+            loop {
+                match batch(c) {
+                    0 => return deleted,
+                    n => deleted += n,
+                }
                 spi::commit(c);
             }
-        }
+        })
+    } else {
+        spi::connect(|c| std::iter::from_fn(|| Some(batch(c)).filter(|n| *n > 0)).sum())
     };
-    let deleted = if nonatomic { spi::connect_nonatomic(batches) } else { spi::connect(batches) };
     Ok(Record(vec![Field::Int8(deleted)]))
 }
 

@@ -69,7 +69,7 @@ pub fn forget(workflow_id: &str) {
 }
 
 /// True when the run is known to be PENDING and within its deadline right now, and, when
-/// `executor` is given, not owned by another executor.
+/// `executor` is given, owned by it.
 pub fn is_known_live(workflow_id: &str, executor: Option<&str>) -> bool {
     if !read_committed() {
         return false;
@@ -78,10 +78,8 @@ pub fn is_known_live(workflow_id: &str, executor: Option<&str>) -> bool {
     if wake::epoch(e.slot) != Some(e.epoch) {
         return false;
     }
-    if let (Some(executor), Some(owner)) = (executor, e.owner.as_deref()) {
-        if executor != owner {
-            return false;
-        }
+    if executor.is_some() && e.owner.as_deref() != executor {
+        return false;
     }
     // SAFETY: reads the clock.
     e.deadline.is_none_or(|deadline| unsafe { pg_sys::GetCurrentTimestamp() } < deadline)

@@ -46,7 +46,7 @@ static ONE: Statement = Statement::new(
 
 /// The due schedules; SKIP LOCKED lets concurrent tick()s share them out.
 static DUE: Statement = Statement::new(
-    c"SELECT name, cron, timezone, workflow_name, input, queue FROM workflow.schedule
+    c"SELECT name, cron, timezone, workflow_name, input, queue, next_fire_at FROM workflow.schedule
        WHERE NOT paused AND next_fire_at <= clock_timestamp()
        ORDER BY next_fire_at
        FOR UPDATE SKIP LOCKED",
@@ -70,11 +70,12 @@ static FAILED: Statement = Statement::new(
 static MOVED_ON: Statement =
     Statement::new(c"UPDATE workflow.schedule SET next_fire_at = $2 WHERE name = $1", &[TEXT, TIMESTAMPTZ]);
 
-/// The next fire time still ahead. A due schedule that this pass could not claim (another
-/// session holds its row) is left out: it is retried at the next interval, not in a loop.
+/// The next fire time after the pass began ($1). A schedule that was due before and that this
+/// pass could not claim (another session holds its row) is left out: it is retried at the next
+/// interval, not in a loop. One that came due during the pass is next, at once.
 static NEXT_DUE: Statement = Statement::new(
-    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused AND next_fire_at > clock_timestamp()",
-    &[],
+    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused AND next_fire_at > $1",
+    &[TIMESTAMPTZ],
 );
 
 fn pg_time(t: Option<chrono::DateTime<Utc>>) -> Option<Datum> {
@@ -182,8 +183,8 @@ fn enqueue_fire(c: &Conn, queue: &str, workflow_name: &str, input: Option<Out>, 
 /// Fires every due schedule once, at its latest fire time not after now (missed earlier times
 /// are not replayed). Returns how many fired, and when the next one is due.
 pub fn fire_due(c: &Conn) -> (i64, Option<i64>) {
-    let due = DUE.run(c, &[]);
     let now = Utc::now();
+    let due = DUE.run(c, &[]);
     let mut fired = 0;
     for i in 0..due.len() {
         let name = due.text(i, 1).unwrap_or_default();
@@ -197,15 +198,24 @@ pub fn fire_due(c: &Conn) -> (i64, Option<i64>) {
         match outcome {
             Ok(Ok(())) => fired += 1,
             Ok(Err(e)) => failed(c, &name, &e.to_string(), next),
-            Err(message) => failed(c, &name, &message, next),
+            // A deadlock or a serialization failure may pass: record it, and try the same fire
+            // time again at the next interval.
+            Err(e) if e.is_transient() => failed(c, &name, &e.message, due.int8(i, 7).and_then(from_pg)),
+            Err(e) => failed(c, &name, &e.message, next),
         }
     }
-    (fired, NEXT_DUE.run(c, &[]).int8(0, 1))
+    (fired, NEXT_DUE.run(c, &[pg_time(Some(now))]).int8(0, 1))
+}
+
+fn from_pg(t: i64) -> Option<chrono::DateTime<Utc>> {
+    chrono::DateTime::from_timestamp_micros(t + cron::PG_EPOCH_OFFSET_MICROS)
 }
 
 fn fire_one(c: &Conn, due: &Rows, i: usize, name: &str, parsed: &CronSchedule, now: chrono::DateTime<Utc>) -> Result<()> {
     let at = parsed.latest_at_or_before(now).unwrap_or(now);
     let id = cron::fire_id(name, at);
+    // A name stored before names had a limit may make an id that no call could name.
+    crate::validate::length(&id, "fire id (rename the schedule)", crate::validate::MAX_ID_BYTES)?;
     let workflow_name = due.text(i, 4).unwrap_or_default();
     let queue = due.text(i, 6).unwrap_or_default();
     enqueue_fire(c, &queue, &workflow_name, due.varlena(i, 5), &id)?;

@@ -105,15 +105,15 @@ fn catalog_only() -> pg_sys::OverrideSearchPath {
 /// Runs `f` inside an SPI connection with names pinned to `pg_catalog`. `f`'s result cannot
 /// borrow the connection: copy out what must outlive it (see the module comment).
 pub fn connect<R>(f: impl for<'c> FnOnce(&'c Conn) -> R) -> R {
-    connect_with(0, f)
+    connect_with(0, |c| f(c))
 }
 
 /// `connect` for a procedure that commits between batches (`SPI_OPT_NONATOMIC`).
-pub fn connect_nonatomic<R>(f: impl for<'c> FnOnce(&'c Conn) -> R) -> R {
+pub fn connect_nonatomic<R>(f: impl for<'c> FnOnce(&'c mut Conn) -> R) -> R {
     connect_with(pg_sys::SPI_OPT_NONATOMIC as i32, f)
 }
 
-fn connect_with<R>(options: i32, f: impl for<'c> FnOnce(&'c Conn) -> R) -> R {
+fn connect_with<R>(options: i32, f: impl for<'c> FnOnce(&'c mut Conn) -> R) -> R {
     // SAFETY: plain calls into SPI and the namespace code. PushOverrideSearchPath copies the
     // path. If `f` raises, the (sub)transaction abort that follows pops the override and
     // closes the connection, as it does for PL/pgSQL.
@@ -122,7 +122,7 @@ fn connect_with<R>(options: i32, f: impl for<'c> FnOnce(&'c Conn) -> R) -> R {
         let mut path = catalog_only();
         pg_sys::PushOverrideSearchPath(&mut path);
     }
-    let result = f(&Conn { _not_send: PhantomData });
+    let result = f(&mut Conn { _not_send: PhantomData });
     // SAFETY: the override pushed above is the top one: every push here is paired.
     unsafe {
         pg_sys::PopOverrideSearchPath();
@@ -132,8 +132,9 @@ fn connect_with<R>(options: i32, f: impl for<'c> FnOnce(&'c Conn) -> R) -> R {
 }
 
 /// Commits inside a `connect_nonatomic` connection and starts a new transaction; the pinned
-/// search path is popped around it (a commit must not leak an override).
-pub fn commit(_conn: &Conn) {
+/// search path is popped around it (a commit must not leak an override). It takes the
+/// connection mutably, so no `Rows` can live across the commit.
+pub fn commit(_conn: &mut Conn) {
     // SAFETY: the connection is non-atomic (only `connect_nonatomic` lends one to callers of
     // this function), and our override is the top one.
     unsafe {
@@ -220,22 +221,39 @@ impl Rows<'_> {
 /// the subtransaction is released into the caller's; not kept, it is rolled back, and so are
 /// its locks. If `f` raises, the subtransaction is rolled back before the error travels on, so
 /// that a caller's own subtransaction (a PL/pgSQL EXCEPTION block) is the current one again.
-pub fn in_subtransaction<R>(f: impl FnOnce() -> (R, bool)) -> R {
+pub fn in_subtransaction<R: 'static>(f: impl FnOnce() -> (R, bool)) -> R {
     match subtransaction(f, false) {
         Ok(result) => result,
         Err(_) => unreachable!("errors are rethrown"),
     }
 }
 
+/// An error that `catching` caught: its SQLSTATE and message.
+pub struct Caught {
+    pub sqlstate: pgrx::PgSqlErrorCode,
+    pub message: String,
+}
+
+impl Caught {
+    /// Worth retrying as it is: a deadlock, a serialization failure, a lock timeout.
+    pub fn is_transient(&self) -> bool {
+        use pgrx::PgSqlErrorCode::*;
+        matches!(self.sqlstate, ERRCODE_T_R_DEADLOCK_DETECTED | ERRCODE_T_R_SERIALIZATION_FAILURE | ERRCODE_LOCK_NOT_AVAILABLE)
+    }
+}
+
 /// Like `in_subtransaction`, but an error raised by `f` is caught: its subtransaction is
-/// rolled back and its message returned, and the caller's transaction goes on. For loops in
-/// which one failing item must not stop the others.
-pub fn catching<R>(f: impl FnOnce() -> (R, bool)) -> std::result::Result<R, String> {
+/// rolled back and the error returned, and the caller's transaction goes on. For loops in
+/// which one failing item must not stop the others. A query cancel (pg_cancel_backend,
+/// statement_timeout) is not caught: it stops the loop, as it stops PL/pgSQL's OTHERS.
+/// `R: 'static`: nothing made inside the subtransaction (whose SPI results its rollback
+/// frees) can leave it.
+pub fn catching<R: 'static>(f: impl FnOnce() -> (R, bool)) -> std::result::Result<R, Caught> {
     subtransaction(f, true)
 }
 
 /// Memory context and resource owner are restored on every path, as PL/pgSQL does.
-fn subtransaction<R>(f: impl FnOnce() -> (R, bool), catch: bool) -> std::result::Result<R, String> {
+fn subtransaction<R>(f: impl FnOnce() -> (R, bool), catch: bool) -> std::result::Result<R, Caught> {
     // SAFETY: reads two globals of this backend.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     let restore = || unsafe {
@@ -267,14 +285,17 @@ fn subtransaction<R>(f: impl FnOnce() -> (R, bool), catch: bool) -> std::result:
         // SAFETY: the error left our subtransaction current; roll it back first.
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
-        if !catch {
-            error.rethrow()
-        }
-        Err(match &error {
+        let caught = match &error {
             pg_sys::panic::CaughtError::PostgresError(e)
             | pg_sys::panic::CaughtError::ErrorReport(e)
-            | pg_sys::panic::CaughtError::RustPanic { ereport: e, .. } => e.message().to_string(),
-        })
+            | pg_sys::panic::CaughtError::RustPanic { ereport: e, .. } => {
+                Caught { sqlstate: e.sql_error_code(), message: e.message().to_string() }
+            }
+        };
+        if !catch || caught.sqlstate == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+            error.rethrow()
+        }
+        Err(caught)
     })
     .execute()
 }

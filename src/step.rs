@@ -59,12 +59,13 @@ pub fn ensure_live(c: &Conn, workflow_id: &str, executor: Option<&str>) -> Resul
     Ok(())
 }
 
-/// WF007 when `executor` is given and another executor owns the run.
+/// WF007 when `executor` is given and does not own the run: another executor does, or nobody
+/// does (an anonymous `start` took it over after this executor's lease expired).
 pub fn check_owner(workflow_id: &str, owner: Option<&str>, executor: Option<&str>) -> Result<()> {
-    match (owner, executor) {
-        (Some(owner), Some(executor)) if owner != executor => Err(WorkflowError::NotOwner {
+    match executor {
+        Some(executor) if owner != Some(executor) => Err(WorkflowError::NotOwner {
             workflow_id: workflow_id.into(),
-            owner: owner.into(),
+            owner: owner.map(str::to_string),
             executor_id: executor.into(),
         }),
         _ => Ok(()),

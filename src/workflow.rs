@@ -61,14 +61,18 @@ static CLAIM_RUN: Statement = Statement::new(
     &[TEXT, TEXT, INT4],
 );
 
-/// Takes back a run that recovery (or resume) put on a queue: off the queue, PENDING again.
-/// Recovery counted the attempt already.
+/// Takes back a run that recovery (or resume) put on a queue: off the queue, PENDING again,
+/// with a fresh deadline, as a dequeue would. Recovery counted the attempt already. A ready
+/// row that a dequeuer holds is skipped, not waited for (the dequeuer would wait for our run
+/// row: a deadlock): then the dequeuer gets the run, and this start does not.
 static TAKE_BACK: Statement = Statement::new(
-    c"WITH unready AS (DELETE FROM workflow.ready WHERE workflow_id = $1)
+    c"WITH unready AS (
+        DELETE FROM workflow.ready WHERE workflow_id = ANY (ARRAY(
+          SELECT workflow_id FROM workflow.ready WHERE workflow_id = $1 FOR UPDATE SKIP LOCKED))
+        RETURNING workflow_id)
       UPDATE workflow.run
-         SET status = 'PENDING', executor_id = $2, attempt = attempt + 1,
-             deadline = coalesce(deadline, now() + timeout)
-       WHERE workflow_id = $1 AND status = 'ENQUEUED'
+         SET status = 'PENDING', executor_id = $2, attempt = attempt + 1, deadline = now() + timeout
+       WHERE workflow_id = $1 AND status = 'ENQUEUED' AND EXISTS (SELECT 1 FROM unready)
       RETURNING status, deadline, queue",
     &[TEXT, TEXT],
 );
@@ -79,17 +83,26 @@ static LAST_STEP: Statement = Statement::new(
 );
 
 /// finish and fail: one statement that only succeeds on a live run, owned by the caller when
-/// the caller names itself ($5).
+/// the caller names itself ($5). The row lock it takes serialises it with a takeover.
 static COMPLETE: Statement = Statement::new(
     c"UPDATE workflow.run SET status = $2, output = $3, error = $4, finished_at = now()
        WHERE workflow_id = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > now())
-         AND ($5 IS NULL OR executor_id IS NULL OR executor_id = $5)
+         AND ($5 IS NULL OR executor_id = $5)
       RETURNING queue",
     &[TEXT, TEXT, JSONB, JSONB, TEXT],
 );
 
 /// An ENQUEUED run leaves the ready table first (the lock order), then is cancelled.
 static UNREADY: Statement = Statement::new(c"DELETE FROM workflow.ready WHERE workflow_id = $1", &[TEXT]);
+
+/// After the cancel: a ready row that recovery, promotion or resume committed between the two
+/// statements. One a dequeuer holds is skipped: that dequeuer finds the run CANCELLED and
+/// claims nothing, and its delete removes the row.
+static UNREADY_LATE: Statement = Statement::new(
+    c"DELETE FROM workflow.ready WHERE workflow_id = ANY (ARRAY(
+        SELECT workflow_id FROM workflow.ready WHERE workflow_id = $1 FOR UPDATE SKIP LOCKED))",
+    &[TEXT],
+);
 
 static CANCEL: Statement = Statement::new(
     c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
@@ -210,6 +223,9 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
         // Recovery (or resume) put it back on a queue: whoever starts it again runs it now.
         "ENQUEUED" if ran_before => {
             let taken = TAKE_BACK.run(c, &[id_datum(workflow_id), executor.and_then(text_datum)]);
+            if taken.is_empty() {
+                return Ok(start_row(workflow_id, &status, None, None, last_step, false)); // a dequeuer has it
+            }
             let queue = taken.text(0, 3);
             (taken, queue)
         }
@@ -285,6 +301,7 @@ fn cancel(args: &Args) -> Result<bool> {
         UNREADY.run(c, &[id_datum(&workflow_id)]);
         let cancelled = CANCEL.run(c, &[id_datum(&workflow_id)]);
         if cancelled.len() == 1 {
+            UNREADY_LATE.run(c, &[id_datum(&workflow_id)]);
             announce(&workflow_id, cancelled.text(0, 1).as_deref());
             return Ok(true);
         }

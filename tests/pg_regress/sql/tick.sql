@@ -56,7 +56,7 @@ SELECT count(*) AS unscheduled FROM (SELECT workflow.unschedule(name) FROM workf
 
 -- A fire that fails is recorded on its schedule, which moves on to its next time; the other
 -- schedules of the same pass still fire. Here the fire id is taken by a run of another name,
--- and a schedule name too long for its fire id was stored before names had a limit.
+-- and a schedule name too long for an id was stored before names had a limit.
 SELECT workflow.schedule('clash', '* * * * * *', 'ping') IS NOT NULL AS scheduled;
 SELECT workflow.schedule('fine', '* * * * * *', 'ping') IS NOT NULL AS scheduled;
 CREATE TEMP TABLE long_name AS  -- hex does not compress: 2680 bytes stay 2680 in an index

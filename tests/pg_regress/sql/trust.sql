@@ -34,6 +34,14 @@ SELECT workflow.step_put('fence-1', 2, 'two', '"fresh"', NULL, 'trust-b');
 SELECT workflow.finish('fence-1', '"fresh"', 'trust-b');
 SELECT status, executor_id, output FROM workflow.runs WHERE workflow_id = 'fence-1';
 SELECT workflow.register_executor('trust-a') IS NOT NULL AS renewed;
+-- An anonymous start that takes a run over (its owner's lease expired) fences the owner too.
+SELECT status FROM workflow.start('fenced', NULL, 'fence-2', 'trust-a');
+UPDATE workflow.executor SET last_heartbeat = now() - interval '1 hour' WHERE executor_id = 'trust-a';
+SELECT status, claimed FROM workflow.start('fenced', NULL, 'fence-2');
+SELECT try($$SELECT workflow.step_put('fence-2', 1, 'one', '"stale"', NULL, 'trust-a')$$);
+SELECT try($$SELECT workflow.finish('fence-2', '"stale"', 'trust-a')$$);
+SELECT workflow.finish('fence-2', '"anonymous"');
+SELECT workflow.register_executor('trust-a') IS NOT NULL AS renewed;
 
 -- 12. start() with an unregistered executor does not claim an existing run (WF004).
 SELECT status FROM workflow.start('unowned', NULL, 'unowned-1');
