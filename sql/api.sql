@@ -23,11 +23,12 @@ COMMENT ON FUNCTION workflow.heartbeat(text) IS
 CREATE FUNCTION workflow.start(name text, input jsonb DEFAULT NULL,
                                INOUT workflow_id text DEFAULT NULL,
                                executor_id text DEFAULT NULL, timeout interval DEFAULT NULL,
+                               parent_id text DEFAULT NULL,
                                OUT status text, OUT output jsonb, OUT error jsonb,
                                OUT last_step int, OUT claimed bool)
 RETURNS record LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_start';
-COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval) IS
-  'Starts a run, or returns the existing one with that id; claimed = true means: execute the body now.';
+COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) IS
+  'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now.';
 
 CREATE FUNCTION workflow.finish(workflow_id text, output jsonb DEFAULT NULL, executor_id text DEFAULT NULL)
 RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_finish';
@@ -89,10 +90,11 @@ COMMENT ON FUNCTION workflow.drop_queue(text) IS
 CREATE FUNCTION workflow.enqueue(queue text, name text, input jsonb DEFAULT NULL,
                                  workflow_id text DEFAULT NULL, priority int DEFAULT 0,
                                  deduplication_id text DEFAULT NULL, partition_key text DEFAULT NULL,
-                                 delay interval DEFAULT NULL, timeout interval DEFAULT NULL)
+                                 delay interval DEFAULT NULL, timeout interval DEFAULT NULL,
+                                 app_version text DEFAULT NULL, parent_id text DEFAULT NULL)
 RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_enqueue';
-COMMENT ON FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval) IS
-  'Enqueues a run (DELAYED first when delay > 0) and returns its id; idempotent on workflow_id.';
+COMMENT ON FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval, text, text) IS
+  'Enqueues a run (DELAYED first when delay > 0) and returns its id; idempotent on workflow_id. Only executors of app_version (any, when NULL) dequeue it.';
 
 -- dequeue.rs ----------------------------------------------------------------------------
 

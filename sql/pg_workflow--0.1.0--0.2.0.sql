@@ -36,6 +36,47 @@ FROM workflow.schedule;
 COMMENT ON VIEW workflow.schedules IS
   'Cron schedules, their next fire time, the last run they fired, and the last fire that failed.';
 
+-- schema.sql: version routing (a run records the app_version that started it; executors
+-- claim only their own version's runs, or runs of none) and child runs (parent_id).
+ALTER TABLE workflow.run ADD COLUMN app_version text, ADD COLUMN parent_id text COLLATE "C";
+CREATE INDEX run_children ON workflow.run (parent_id) WHERE parent_id IS NOT NULL;
+ALTER TABLE workflow.ready ADD COLUMN app_version text;
+
+-- views.sql
+CREATE OR REPLACE VIEW workflow.runs AS
+SELECT r.workflow_id, r.name, r.status, r.queue, r.executor_id,
+       r.input, r.output, r.error, r.priority, r.recovery_attempts,
+       r.created_at, r.started_at, r.finished_at, r.deadline,
+       r.deduplication_id, r.partition_key, r.available_at, r.attempt, r.timeout, r.forked_from,
+       coalesce((SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id), 0)
+           AS last_step,
+       coalesce(r.finished_at, now()) - r.started_at AS duration,
+       r.app_version, r.parent_id
+FROM workflow.run r;
+COMMENT ON VIEW workflow.runs IS 'Every workflow run, one row each, with its latest checkpointed step.';
+
+-- api.sql: start takes parent_id, enqueue takes app_version and parent_id.
+DROP FUNCTION workflow.start(text, jsonb, text, text, interval);
+DROP FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval);
+CREATE FUNCTION workflow.start(name text, input jsonb DEFAULT NULL,
+                               INOUT workflow_id text DEFAULT NULL,
+                               executor_id text DEFAULT NULL, timeout interval DEFAULT NULL,
+                               parent_id text DEFAULT NULL,
+                               OUT status text, OUT output jsonb, OUT error jsonb,
+                               OUT last_step int, OUT claimed bool)
+RETURNS record LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_start';
+COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) IS
+  'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now.';
+
+CREATE FUNCTION workflow.enqueue(queue text, name text, input jsonb DEFAULT NULL,
+                                 workflow_id text DEFAULT NULL, priority int DEFAULT 0,
+                                 deduplication_id text DEFAULT NULL, partition_key text DEFAULT NULL,
+                                 delay interval DEFAULT NULL, timeout interval DEFAULT NULL,
+                                 app_version text DEFAULT NULL, parent_id text DEFAULT NULL)
+RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_enqueue';
+COMMENT ON FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval, text, text) IS
+  'Enqueues a run (DELAYED first when delay > 0) and returns its id; idempotent on workflow_id. Only executors of app_version (any, when NULL) dequeue it.';
+
 -- api.sql: step calls take executor_id (fencing, WF007); gc becomes a procedure that commits
 -- between batches. A new argument is a new signature: the old one goes first.
 DROP FUNCTION workflow.step_put(text, int, text, jsonb, jsonb);
@@ -95,14 +136,12 @@ COMMENT ON PROCEDURE workflow.gc(interval, bigint) IS
 -- api.sql: every function is SECURITY DEFINER now (roles hold no table privileges).
 ALTER FUNCTION workflow.register_executor(text, text) SECURITY DEFINER;
 ALTER FUNCTION workflow.heartbeat(text) SECURITY DEFINER;
-ALTER FUNCTION workflow.start(text, jsonb, text, text, interval) SECURITY DEFINER;
 ALTER FUNCTION workflow.cancel(text) SECURITY DEFINER;
 ALTER FUNCTION workflow.wait(text, interval) SECURITY DEFINER;
 ALTER FUNCTION workflow.step_get(text, int, text) SECURITY DEFINER;
 ALTER FUNCTION workflow.create_queue(text, int, int, int, interval, int) SECURITY DEFINER;
 ALTER FUNCTION workflow.alter_queue(text, int, int, int, interval, int) SECURITY DEFINER;
 ALTER FUNCTION workflow.drop_queue(text) SECURITY DEFINER;
-ALTER FUNCTION workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval) SECURITY DEFINER;
 ALTER FUNCTION workflow.dequeue(text, text, int, interval) SECURITY DEFINER;
 ALTER FUNCTION workflow.schedule(text, text, text, jsonb, text, text) SECURITY DEFINER;
 ALTER FUNCTION workflow.unschedule(text) SECURITY DEFINER;
@@ -146,10 +185,10 @@ GRANT USAGE ON SCHEMA workflow TO workflow_executor, workflow_reader, workflow_a
 -- Executors run workflows: the protocol, queues, messages, events, sleep.
 GRANT EXECUTE ON FUNCTION
     workflow.register_executor(text, text), workflow.heartbeat(text),
-    workflow.start(text, jsonb, text, text, interval), workflow.step_get(text, int, text),
+    workflow.start(text, jsonb, text, text, interval, text), workflow.step_get(text, int, text),
     workflow.step_put(text, int, text, jsonb, jsonb, text), workflow.finish(text, jsonb, text),
     workflow.fail(text, jsonb, text), workflow.wait(text, interval),
-    workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval),
+    workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval, text, text),
     workflow.dequeue(text, text, int, interval),
     workflow.send(text, jsonb, text, text), workflow.recv(text, int, text, interval, text),
     workflow.set_event(text, int, text, jsonb, text), workflow.get_event(text, text, interval),

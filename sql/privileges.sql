@@ -20,10 +20,10 @@ GRANT USAGE ON SCHEMA workflow TO workflow_executor, workflow_reader, workflow_a
 -- Executors run workflows: the protocol, queues, messages, events, sleep.
 GRANT EXECUTE ON FUNCTION
     workflow.register_executor(text, text), workflow.heartbeat(text),
-    workflow.start(text, jsonb, text, text, interval), workflow.step_get(text, int, text),
+    workflow.start(text, jsonb, text, text, interval, text), workflow.step_get(text, int, text),
     workflow.step_put(text, int, text, jsonb, jsonb, text), workflow.finish(text, jsonb, text),
     workflow.fail(text, jsonb, text), workflow.wait(text, interval),
-    workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval),
+    workflow.enqueue(text, text, jsonb, text, int, text, text, interval, interval, text, text),
     workflow.dequeue(text, text, int, interval),
     workflow.send(text, jsonb, text, text), workflow.recv(text, int, text, interval, text),
     workflow.set_event(text, int, text, jsonb, text), workflow.get_event(text, text, interval),

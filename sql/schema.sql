@@ -35,12 +35,17 @@ CREATE TABLE workflow.run (
     forked_from       text COLLATE "C",
     created_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,
-    finished_at       timestamptz
+    finished_at       timestamptz,
+    app_version       text,            -- the version of the app that started it; NULL: any
+    parent_id         text COLLATE "C" -- the run that started this one as its child
 );
 
 -- What is running, per queue and executor: the concurrency limits count here, and recovery
 -- scans it (it holds only PENDING runs, so a full scan is cheap) when a lease expires.
 CREATE INDEX run_running ON workflow.run (queue, executor_id) WHERE status = 'PENDING';
+
+-- A run's children.
+CREATE INDEX run_children ON workflow.run (parent_id) WHERE parent_id IS NOT NULL;
 
 -- DELAYED runs, by the time they become claimable: per queue (dequeue promotes its own
 -- queue's) and over all queues (tick() promotes everything that is due).
@@ -105,7 +110,8 @@ CREATE TABLE workflow.ready (
     queue         text COLLATE "C" NOT NULL,
     priority      int NOT NULL,
     created_at    timestamptz NOT NULL,
-    partition_key text COLLATE "C"
+    partition_key text COLLATE "C",
+    app_version   text             -- only executors of this version (or any, when NULL) claim it
 );
 CREATE INDEX ready_order ON workflow.ready (queue, priority, created_at, workflow_id);
 ALTER TABLE workflow.ready SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,

@@ -7,7 +7,8 @@ SELECT r.workflow_id, r.name, r.status, r.queue, r.executor_id,
        r.deduplication_id, r.partition_key, r.available_at, r.attempt, r.timeout, r.forked_from,
        coalesce((SELECT max(c.step) FROM workflow.checkpoint c WHERE c.workflow_id = r.workflow_id), 0)
            AS last_step,
-       coalesce(r.finished_at, now()) - r.started_at AS duration
+       coalesce(r.finished_at, now()) - r.started_at AS duration,
+       r.app_version, r.parent_id
 FROM workflow.run r;
 COMMENT ON VIEW workflow.runs IS 'Every workflow run, one row each, with its latest checkpointed step.';
 

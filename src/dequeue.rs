@@ -8,6 +8,9 @@
 //! The lock lives until the dequeuer commits, so the next one counts its claims too. An
 //! advisory lock lives in shared memory only: unlike a lock on the queue row, it writes no WAL.
 //!
+//! An executor claims only runs of its own app_version, or of none (version routing): a run
+//! recovered from a v1 executor waits for a v1 executor.
+//!
 //! Times here are clock_timestamp(), not now(): a waiting dequeue runs inside one transaction,
 //! and now() stands still for all of it.
 
@@ -78,6 +81,8 @@ static CLAIM: Statement = Statement::new(
                  SELECT workflow_id FROM workflow.ready
                   WHERE queue = $1
                     AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
+                    AND (app_version IS NULL
+                         OR app_version = (SELECT e.app_version FROM workflow.executor e WHERE e.executor_id = $2))
                   ORDER BY priority, created_at, workflow_id
                   LIMIT $3
                   FOR UPDATE SKIP LOCKED))
@@ -98,6 +103,8 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
         SELECT workflow_id, partition_key, priority, created_at FROM workflow.ready
          WHERE queue = $1
            AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
+           AND (app_version IS NULL
+                OR app_version = (SELECT e.app_version FROM workflow.executor e WHERE e.executor_id = $2))
          ORDER BY priority, created_at, workflow_id
          LIMIT 1000),
       ranked AS (

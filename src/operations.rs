@@ -4,7 +4,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Field, Record};
 use crate::spi::{self, Conn, Statement, INT4, TEXT};
 use crate::workflow::{announce, is_terminal};
-use crate::{queue, ready_from, sql, sql_function};
+use crate::{queue, ready_columns, ready_from, sql, sql_function};
 use pgrx::pg_sys::{self, INT8OID as INT8};
 use pgrx::IntoDatum;
 
@@ -18,7 +18,7 @@ static RESUME: Statement = Statement::new(sql!(
            SET status = 'ENQUEUED', queue = coalesce(queue, 'default'), recovery_attempts = 0,
                error = NULL, finished_at = NULL, deadline = NULL
          WHERE workflow_id = $1 AND status IN ('CANCELLED', 'ERROR', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
-        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("resumed"),
     ") SELECT queue FROM resumed"),
@@ -33,10 +33,10 @@ static LAST_STEP: Statement = Statement::new(
 /// The new run, its checkpoints and event history before `from_step`, and its latest events.
 static FORK: Statement = Statement::new(sql!(
     "WITH forked AS (
-        INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, forked_from)
-        SELECT $2, r.name, 'ENQUEUED', q.name, r.input, r.priority, r.workflow_id
+        INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, forked_from, app_version)
+        SELECT $2, r.name, 'ENQUEUED', q.name, r.input, r.priority, r.workflow_id, r.app_version
           FROM workflow.run r, workflow.queue q WHERE r.workflow_id = $1 AND q.name = $4
-        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("forked"),
     "),

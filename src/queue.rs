@@ -39,14 +39,22 @@ static EXISTS: Statement = Statement::new(c"SELECT 1 FROM workflow.queue WHERE n
 static SCHEDULED: Statement =
     Statement::new(c"SELECT name FROM workflow.schedule WHERE queue = $1 ORDER BY name LIMIT 1", &[TEXT]);
 
-/// SQL text for a CTE body that gives the runs returned by CTE `$cte` (workflow_id, queue,
-/// priority, created_at, partition_key, status) their row in the ready table, if ENQUEUED.
+/// The columns a statement must RETURN for `ready_from!` to place its runs in the ready table.
+#[macro_export]
+macro_rules! ready_columns {
+    () => {
+        "workflow_id, queue, priority, created_at, partition_key, status, app_version"
+    };
+}
+
+/// SQL text for a CTE body that gives the runs returned by CTE `$cte` (with `ready_columns!`)
+/// their row in the ready table, if ENQUEUED.
 #[macro_export]
 macro_rules! ready_from {
     ($cte:literal) => {
         concat!(
-            "INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key)
-             SELECT workflow_id, queue, priority, created_at, partition_key FROM ",
+            "INSERT INTO workflow.ready (workflow_id, queue, priority, created_at, partition_key, app_version)
+             SELECT workflow_id, queue, priority, created_at, partition_key, app_version FROM ",
             $cte,
             " WHERE status = 'ENQUEUED'"
         )
@@ -58,16 +66,16 @@ macro_rules! ready_from {
 static ENQUEUE: Statement = Statement::new(sql!(
     "WITH inserted AS (
         INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
-                                  partition_key, timeout, available_at)
+                                  partition_key, timeout, available_at, app_version, parent_id)
         SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
-               $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END
+               $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END, $10, $11
           FROM workflow.queue q WHERE q.name = $3
         ON CONFLICT DO NOTHING
-        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("inserted"),
     ") SELECT workflow_id FROM inserted"),
-    &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL],
+    &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL, TEXT, TEXT],
 );
 
 static SAME_ID: Statement = Statement::new(c"SELECT name FROM workflow.run WHERE workflow_id = $1", &[TEXT]);
@@ -172,6 +180,8 @@ pub struct NewRun<'a> {
     pub partition_key: Option<&'a str>,
     pub delay: Option<Datum>,
     pub timeout: Option<Datum>,
+    pub app_version: Option<&'a str>,
+    pub parent_id: Option<&'a str>,
 }
 
 /// Enqueues `run`; returns its id (also when it existed already).
@@ -186,6 +196,8 @@ pub fn enqueue_run(c: &Conn, run: &NewRun) -> Result<String> {
         run.partition_key.and_then(text_datum),
         run.timeout,
         run.delay,
+        run.app_version.and_then(text_datum),
+        run.parent_id.and_then(text_datum),
     ];
     if ENQUEUE.run(c, &row).len() == 1 {
         if run.delay.is_some() {
@@ -207,6 +219,8 @@ fn enqueue(args: &Args) -> Result<String> {
     let partition_key = args.optional_name(6, "partition_key")?;
     let delay = args.interval(7, "delay")?.map(|(d, _)| d);
     let timeout = args.interval(8, "timeout")?.map(|(d, _)| d);
+    let app_version = args.optional_name(9, "app_version")?;
+    let parent_id = args.optional_name(10, "parent_id")?;
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     spi::connect(|c| {
         enqueue_run(c, &NewRun {
@@ -219,6 +233,8 @@ fn enqueue(args: &Args) -> Result<String> {
             partition_key: partition_key.as_deref(),
             delay,
             timeout,
+            app_version: app_version.as_deref(),
+            parent_id: parent_id.as_deref(),
         })
     })
 }

@@ -10,7 +10,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::text_datum;
 use crate::spi::{Conn, Statement, TEXT};
 use crate::tx_cache::{self, TxCache};
-use crate::{ready_from, sql, wake};
+use crate::{ready_columns, ready_from, sql, wake};
 
 static SETTINGS: Statement = Statement::new(
     c"SELECT concurrency, worker_concurrency, rate_limit,
@@ -24,7 +24,7 @@ static PROMOTE_DUE: Statement = Statement::new(sql!(
     "WITH promoted AS (
         UPDATE workflow.run SET status = 'ENQUEUED'
          WHERE queue = $1 AND status = 'DELAYED' AND available_at <= clock_timestamp()
-        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("promoted"),
     ") SELECT min(available_at) FROM workflow.run

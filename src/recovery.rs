@@ -3,7 +3,7 @@
 //! dead-letter them once they have been recovered too often).
 
 use crate::spi::{Conn, Rows, Statement, INT4};
-use crate::{guc, ready_from, sql, workflow};
+use crate::{guc, ready_columns, ready_from, sql, workflow};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
 
@@ -11,7 +11,7 @@ static PROMOTE_DUE: Statement = Statement::new(sql!(
     "WITH promoted AS (
         UPDATE workflow.run SET status = 'ENQUEUED'
          WHERE status = 'DELAYED' AND available_at <= clock_timestamp()
-        RETURNING workflow_id, queue, priority, created_at, partition_key, status),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("promoted"),
     ") SELECT workflow_id, queue FROM promoted"),
@@ -43,7 +43,7 @@ static RELEASE_EXPIRED: Statement = Statement::new(sql!(
                recovery_attempts = r.recovery_attempts + 1,
                finished_at = CASE WHEN r.recovery_attempts + 1 > $2 THEN clock_timestamp() END
          WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM expired))
-        RETURNING r.workflow_id, r.queue, r.status, r.priority, r.created_at, r.partition_key),
+        RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("released"),
     ") SELECT workflow_id, queue, status FROM released"),

@@ -177,6 +177,8 @@ fn enqueue_fire(c: &Conn, queue: &str, workflow_name: &str, input: Option<Out>, 
         partition_key: None,
         delay: None,
         timeout: None,
+        app_version: None,
+        parent_id: None,
     })
 }
 

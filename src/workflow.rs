@@ -4,28 +4,33 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Field, Record};
 use crate::spi::{self, Conn, Out, Statement, INT4, INTERVAL, JSONB, TEXT};
 use crate::step::check_owner;
-use crate::{guc, queue, run_cache, sql_function, wake};
+use crate::{guc, queue, run_cache, sql, sql_function, wake};
 use pgrx::pg_sys::{Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
 
-/// The fast path of `start`: a new run, owned by the caller, in one statement.
+/// The fast path of `start`: a new run, owned by the caller and of the caller's app_version,
+/// in one statement (one probe of the executor: it must exist, and it has the version).
 static INSERT_RUN: Statement = Statement::new(
-    c"INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline, started_at)
-      SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now()
-       WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)
+    sql!("INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline,
+                                    started_at, app_version, parent_id)
+      SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now(), e.app_version, $6
+        FROM (VALUES (1)) one LEFT JOIN workflow.executor e ON e.executor_id = $3
+       WHERE $3 IS NULL OR e.executor_id IS NOT NULL
       ON CONFLICT (workflow_id) DO NOTHING
-      RETURNING deadline",
-    &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
+      RETURNING deadline"),
+    &[TEXT, TEXT, TEXT, JSONB, INTERVAL, TEXT],
 );
 
 /// The same for an id we just generated (UUIDv7): it cannot exist, so no ON CONFLICT probe.
 static INSERT_NEW_RUN: Statement = Statement::new(
-    c"INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline, started_at)
-      SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now()
-       WHERE $3 IS NULL OR EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $3)
-      RETURNING deadline",
-    &[TEXT, TEXT, TEXT, JSONB, INTERVAL],
+    sql!("INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, timeout, deadline,
+                                    started_at, app_version, parent_id)
+      SELECT $1, $2, 'PENDING', $3, $4, $5, now() + $5, now(), e.app_version, $6
+        FROM (VALUES (1)) one LEFT JOIN workflow.executor e ON e.executor_id = $3
+       WHERE $3 IS NULL OR e.executor_id IS NOT NULL
+      RETURNING deadline"),
+    &[TEXT, TEXT, TEXT, JSONB, INTERVAL, TEXT],
 );
 
 /// Lock order, everywhere: a run's `ready` row before its `run` row (dequeue deletes the ready
@@ -34,13 +39,13 @@ static LOCK_READY: Statement =
     Statement::new(c"SELECT 1 FROM workflow.ready WHERE workflow_id = $1 FOR UPDATE", &[TEXT]);
 
 static LOCK_RUN: Statement = Statement::new(
-    c"SELECT name, status, executor_id, output, error, started_at IS NOT NULL
+    c"SELECT name, status, executor_id, output, error, started_at IS NOT NULL, app_version
         FROM workflow.run WHERE workflow_id = $1 FOR UPDATE",
     &[TEXT],
 );
 
-static EXECUTOR_EXISTS: Statement =
-    Statement::new(c"SELECT 1 FROM workflow.executor WHERE executor_id = $1", &[TEXT]);
+static EXECUTOR_VERSION: Statement =
+    Statement::new(c"SELECT app_version FROM workflow.executor WHERE executor_id = $1", &[TEXT]);
 
 static LEASE_IS_LIVE: Statement = Statement::new(
     c"SELECT last_heartbeat + $2 * interval '1 millisecond' > now()
@@ -174,13 +179,15 @@ fn start(args: &Args) -> Result<Record> {
     let given_id = args.optional_name(2, "workflow_id")?;
     let executor = args.optional_name(3, "executor_id")?;
     let timeout = args.interval(4, "timeout")?.map(|(d, _)| d);
+    let parent = args.optional_name(5, "parent_id")?;
     let insert = if given_id.is_some() { &INSERT_RUN } else { &INSERT_NEW_RUN };
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
 
     let epoch = run_cache::epoch_now(&workflow_id);
     spi::connect(|c| {
         let exec = executor.as_deref().and_then(text_datum);
-        let rows = insert.run(c, &[id_datum(&workflow_id), text_datum(&name), exec, input, timeout]);
+        let parent = parent.as_deref().and_then(text_datum);
+        let rows = insert.run(c, &[id_datum(&workflow_id), text_datum(&name), exec, input, timeout, parent]);
         if rows.len() == 1 {
             run_cache::remember(&workflow_id, epoch, rows.int8(0, 1), executor.as_deref());
             return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
@@ -190,12 +197,15 @@ fn start(args: &Args) -> Result<Record> {
 }
 
 /// `start` on an id that exists (or whose executor is unknown): replay, take back, wait, or
-/// refuse.
+/// refuse. An executor claims only runs of its own app_version, or of none.
 fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Result<Record> {
+    let mut caller_version = None;
     if let Some(executor_id) = executor {
-        if EXECUTOR_EXISTS.run(c, &[text_datum(executor_id)]).is_empty() {
+        let registered = EXECUTOR_VERSION.run(c, &[text_datum(executor_id)]);
+        if registered.is_empty() {
             return Err(WorkflowError::UnknownExecutor { executor_id: executor_id.into() });
         }
+        caller_version = registered.text(0, 1);
     }
     LOCK_READY.run(c, &[id_datum(workflow_id)]);
     let run = LOCK_RUN.run(c, &[id_datum(workflow_id)]);
@@ -213,9 +223,14 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
     let status = run.text(0, 2).unwrap_or_default();
     let owner = run.text(0, 3);
     let ran_before = run.bool(0, 6) == Some(true);
+    let run_version = run.text(0, 7);
+    let other_version = executor.is_some() && run_version.is_some() && run_version != caller_version;
     let last_step = LAST_STEP.run(c, &[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
     let epoch = run_cache::epoch_now(workflow_id);
     let (claimed, queue) = match status.as_str() {
+        _ if other_version => {
+            return Ok(start_row(workflow_id, &status, run.varlena(0, 4), run.varlena(0, 5), last_step, false));
+        }
         "PENDING" if may_take_over(c, owner.as_deref(), executor) => {
             let max_attempts = guc::MAX_RECOVERY_ATTEMPTS.get().into_datum();
             (CLAIM_RUN.run(c, &[id_datum(workflow_id), executor.and_then(text_datum), max_attempts]), None)

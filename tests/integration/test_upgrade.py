@@ -12,19 +12,28 @@ from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
 OLD, FRESH = "upgrade_old", "upgrade_fresh"
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"  # the server's own version
 def fill_through_the_0_1_0_api(db):
-    """Every call below is a 0.1.0 declaration that the new .so serves."""
+    """0.1.0 declarations served by the new .so, except start and enqueue: the new library's
+    statements for those write 0.2.0's columns (app_version, parent_id), so their rows are
+    inserted here as 0.1.0 wrote them. (The README says: run ALTER EXTENSION UPDATE right
+    after installing a new build.)"""
     db.execute("SELECT workflow.register_executor('ex-1', 'v0.1.0')")
-    db.execute("SELECT * FROM workflow.start('checkout', '{\"cart\": 1}', 'done', 'ex-1')")
+    started = ("INSERT INTO workflow.run (workflow_id, name, status, executor_id, input, started_at) "
+               "VALUES (%s, 'checkout', 'PENDING', 'ex-1', %s, now())")
+    db.execute(started, ("done", '{"cart": 1}'))
     db.execute("SELECT workflow.step_put('done', 1, 'reserve', '{\"ok\": true}')")
     db.execute("SELECT workflow.finish('done', '\"paid\"')")
-    db.execute("SELECT * FROM workflow.start('checkout', '{\"cart\": 2}', 'open', 'ex-1')")
+    db.execute(started, ("open", '{"cart": 2}'))
     db.execute("SELECT workflow.step_put('open', 1, 'reserve', '{\"ok\": true}')")
     db.execute("SELECT workflow.step_put('open', 2, 'charge', NULL, '{\"message\": \"declined\"}')")
     db.execute("SELECT workflow.set_event('open', 3, 'progress', '\"half\"')")
     db.execute("SELECT workflow.create_queue('limited', 2, 1, 10, '1 minute', 1)")
     db.execute("SELECT workflow.alter_queue('default', 5, 2)")
-    db.execute("SELECT workflow.enqueue('limited', 'job', '{\"n\": 1}', 'job-now')")
-    db.execute("SELECT workflow.enqueue('default', 'job', NULL, 'job-later', delay => '1 hour')")
+    db.execute("""WITH r AS (INSERT INTO workflow.run (workflow_id, name, status, queue, input)
+                             VALUES ('job-now', 'job', 'ENQUEUED', 'limited', '{"n": 1}')
+                             RETURNING workflow_id, queue, priority, created_at)
+                  INSERT INTO workflow.ready (workflow_id, queue, priority, created_at) SELECT * FROM r""")
+    db.execute("INSERT INTO workflow.run (workflow_id, name, status, queue, available_at) "
+               "VALUES ('job-later', 'job', 'DELAYED', 'default', now() + interval '1 hour')")
     db.execute("SELECT workflow.send('open', '{\"n\": 1}')")
     for _ in range(2):  # the second send is a duplicate: the key delivers once
         db.execute("SELECT workflow.send('open', '{\"n\": 2}', 'topic', 'idem-1')")
