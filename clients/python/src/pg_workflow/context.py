@@ -1,0 +1,83 @@
+"""The running workflow of this thread (or asyncio task), and the calls a body makes on it."""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import psycopg
+
+from .errors import ConnectionLost, NotOwnerError, translate
+
+
+def is_disconnect(e: BaseException, conn: Any) -> bool:
+    """A lost server (restart, failover, network), as opposed to an error of the call itself."""
+    if conn is not None and (conn.broken or conn.closed):
+        return True
+    state = getattr(e, "sqlstate", None) or ""
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+@dataclass
+class Run:
+    """One execution of a workflow body: its id, its connection and its step counter.
+
+    Steps are numbered in the order the body calls them; a position at or below `last_step`
+    (what start or dequeue reported) is a replay and reads its checkpoint."""
+    app: Any
+    workflow_id: str
+    name: str
+    conn: Any  # psycopg.Connection, or AsyncConnection for an async body
+    last_step: int
+    step: int = 0
+    in_step: bool = False
+    sync_conn: Any = None  # a sync step inside an async body borrows a pooled connection
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def executor_id(self) -> str:
+        return self.app.executor_id
+
+    def next_step(self) -> int:
+        self.step += 1
+        return self.step
+
+    def replaying(self, n: int) -> bool:
+        return n <= self.last_step
+
+    def call(self, sql: str, params: tuple, conn: Any = None) -> Optional[tuple]:
+        conn = conn or self.conn
+        try:
+            return conn.execute(sql, params).fetchone()
+        except psycopg.Error as e:
+            raise self.error(e, conn) from e
+
+    async def acall(self, sql: str, params: tuple) -> Optional[tuple]:
+        try:
+            cur = await self.conn.execute(sql, params)
+            return await cur.fetchone()
+        except psycopg.Error as e:
+            raise self.error(e, self.conn) from e
+
+    def error(self, e: psycopg.Error, conn: Any) -> BaseException:
+        if is_disconnect(e, conn):
+            return ConnectionLost(str(e))
+        if e.sqlstate == "23505":  # a step taken by another executor (first write wins)
+            return NotOwnerError(f"workflow {self.workflow_id}: {e}")
+        return translate(e, f"workflow {self.workflow_id}")
+
+
+current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("pg_workflow_run", default=None)
+
+
+def workflow_id() -> Optional[str]:
+    """The id of the workflow running in this context, or None outside a workflow."""
+    run = current.get()
+    return run.workflow_id if run else None
+
+
+def step_id() -> Optional[int]:
+    """The number of the step (or durable call) that ran last in this workflow, or that is
+    running now when called from inside a step; None outside a workflow."""
+    run = current.get()
+    return run.step if run else None

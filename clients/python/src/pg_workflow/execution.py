@@ -1,0 +1,136 @@
+"""Running a claimed run's body to its end: finish or fail it, and after a lost connection,
+reconnect, claim it again and replay from its checkpoints."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from . import sql
+from .codec import decode_input, dumps, error_of, loads
+from .context import Run, current
+from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed
+
+log = logging.getLogger("pg_workflow")
+
+
+@dataclass
+class WorkflowDef:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+class Detached(Exception):
+    """The run is no longer this executor's to execute (another one claimed it, it was
+    cancelled, or it is back on a queue): its outcome is read from the database."""
+
+
+def outcome(workflow_id: str, status: str, output: Any, error: Any) -> Any:
+    """The value of an ended run, or the exception its result() raises."""
+    if status == "SUCCESS":
+        return loads(output)
+    if status == "CANCELLED":
+        raise WorkflowCancelled(f"workflow {workflow_id} was cancelled")
+    if status == "ERROR":
+        raise WorkflowFailed.from_error(workflow_id, loads(error))
+    if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+        raise WorkflowFailed(workflow_id, status, "dead-lettered after too many recovery attempts")
+    raise Detached(status)
+
+
+def run_body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list, kwargs: dict,
+             last_step: int) -> Any:
+    """One execution of the body on `conn`. Returns the output, or raises the body's own
+    exception after recording it (marked with __pgwf_error__), or a STOP error."""
+    run = Run(app, workflow_id, wf.name, conn, last_step)
+    token = current.set(run)
+    try:
+        try:
+            value = wf.fn(*args, **kwargs)
+            encoded = dumps(value, app.json_default, f"the return value of workflow {wf.name}")
+        except (ConnectionLost, NotOwnerError, WorkflowCancelled):
+            raise
+        except Exception as e:
+            error = error_of(e)
+            run.call(sql.FAIL, (workflow_id, dumps(error), app.executor_id))
+            e.__pgwf_error__ = error  # type: ignore[attr-defined]
+            raise
+        run.call(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        return loads(encoded)
+    finally:
+        current.reset(token)
+
+
+def execute(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_step: int,
+            conn: Any = None) -> Any:
+    """Runs a run this executor has claimed until it ends, across lost connections."""
+    if wf.is_async:
+        from .aio import execute_async_in_thread
+        return execute_async_in_thread(app, wf, workflow_id, input_json, last_step)
+    args, kwargs = decode_input(input_json)
+    while True:
+        try:
+            if conn is not None:
+                return run_body(app, wf, conn, workflow_id, args, kwargs, last_step)
+            with app.connection() as pooled:
+                return run_body(app, wf, pooled, workflow_id, args, kwargs, last_step)
+        except ConnectionLost as lost:
+            log.warning("workflow %s lost its connection (%s); reconnecting to replay it", workflow_id, lost)
+        conn = None
+        last_step = reclaim(app, wf, workflow_id, input_json)
+
+
+def reclaim(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any) -> int:
+    """After a lost connection: start() again (idempotent); a replay when we still own it."""
+    status, output, error, last_step, claimed = app.call_retrying(
+        sql.START, (wf.name, dumps(input_json) if not isinstance(input_json, str) else input_json,
+                    workflow_id, app.executor_id, None, None))
+    if status in sql.TERMINAL:
+        raise Detached(status)  # it ended while we were away: the handle reads the outcome
+    if not claimed:
+        raise Detached(status)
+    return last_step
+
+
+def spawn(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_step: int,
+          inline: bool = False) -> Future:
+    """Runs a claimed run once in this process: in a new thread, or in this one (a worker's).
+    A run already running here is not started twice; its future is returned."""
+    with app._local_lock:
+        running = app._local.get(workflow_id)
+        if running is not None:
+            return running
+        future: Future = Future()
+        app._local[workflow_id] = future
+
+    def target() -> None:
+        try:
+            future.set_result(("SUCCESS", execute(app, wf, workflow_id, input_json, last_step)))
+        except Exception as e:
+            if hasattr(e, "__pgwf_error__"):
+                future.set_result(("ERROR", e.__pgwf_error__))
+            elif isinstance(e, (Detached, NotOwnerError, WorkflowCancelled)):
+                future.set_result(None)  # not ours to finish: result() asks the database
+            else:
+                log.exception("workflow %s stopped", workflow_id)
+                future.set_result(None)
+        except BaseException:
+            future.set_result(None)
+            raise
+        finally:
+            with app._local_lock:
+                app._local.pop(workflow_id, None)
+
+    if inline:
+        target()
+    else:
+        threading.Thread(target=target, name=f"pgwf-{workflow_id}"[:60], daemon=True).start()
+    return future
+
+
+def local_future(app: Any, workflow_id: str) -> Optional[Future]:
+    with app._local_lock:
+        return app._local.get(workflow_id)

@@ -1,0 +1,148 @@
+"""A worker: dequeues its queues' runs and executes them, `concurrency` at a time.
+
+One dispatcher thread per queue holds its own connection for dequeue (which waits on the
+server up to `poll` seconds); each claimed run executes in a pool thread on a pooled
+connection. At start, the worker takes back the runs this executor owned when its process
+died (same executor_id): they resume from their last checkpoint."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+import psycopg
+
+from . import sql
+from .codec import dumps, error_of
+from .context import is_disconnect
+from .errors import WorkflowNotRegistered, translate
+from .execution import spawn
+from .steps import secs
+
+log = logging.getLogger("pg_workflow")
+
+
+class Worker:
+    def __init__(self, app: Any, queues: list[str], concurrency: int, poll: float):
+        self.app, self.queues, self.concurrency, self.poll = app, queues, concurrency, poll
+        self._slots = threading.Semaphore(concurrency)
+        self._stopping = threading.Event()
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._dispatchers: list[threading.Thread] = []
+        self.error: Optional[BaseException] = None  # a fatal error of a dispatcher (unknown queue)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "Worker":
+        """Runs in background threads; returns at once. Works from any thread."""
+        self.app.launch()
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgwf-run")
+        self._recover_own_runs()
+        for queue in self.queues:
+            t = threading.Thread(target=self._dispatch, args=(queue,), name=f"pgwf-dequeue-{queue}",
+                                 daemon=True)
+            t.start()
+            self._dispatchers.append(t)
+        return self
+
+    def stop(self, drain: bool = True, timeout: Optional[float] = None) -> None:
+        """Stops dequeuing; with drain, waits for the runs in flight to end."""
+        self._stopping.set()
+        for t in self._dispatchers:
+            t.join(self.poll + 30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=drain)
+        if timeout is not None:
+            pass  # runs in flight past the drain are left PENDING: recovery hands them back
+
+    def run(self) -> None:
+        """Blocks until SIGTERM or SIGINT (main thread) or stop(), then drains and returns."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda *_: self._stopping.set())
+        try:
+            self.start()
+            while not self._stopping.wait(0.5):
+                pass
+            log.info("worker %s draining", self.app.executor_id)
+            self.stop(drain=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def _recover_own_runs(self) -> None:
+        rows = self.app.call_retrying(sql.OWN_PENDING, (self.app.executor_id,), fetch="all")
+        for workflow_id, name, input_json in rows:
+            self._slots.acquire()
+            self._submit(workflow_id, name, input_json, None)
+
+    def _submit(self, workflow_id: str, name: str, input_json: Any, last_step: Optional[int]) -> None:
+        assert self._pool is not None
+        self._pool.submit(self._execute, workflow_id, name, input_json, last_step)
+
+    def _execute(self, workflow_id: str, name: str, input_json: Any, last_step: Optional[int]) -> None:
+        try:
+            try:
+                wf = self.app.workflow_def(name)
+            except WorkflowNotRegistered as e:
+                # Not a hang: the run fails with a clear error that result() re-raises.
+                log.error("%s (run %s)", e, workflow_id)
+                self.app.call_retrying(sql.FAIL, (workflow_id, dumps(error_of(e)), self.app.executor_id))
+                return
+            if last_step is None:  # a run of ours from before a crash: claim it again
+                status, _, _, last_step, claimed = self.app.call_retrying(
+                    sql.START, (name, dumps(input_json), workflow_id, self.app.executor_id, None, None))
+                if not claimed:
+                    return
+            spawn(self.app, wf, workflow_id, input_json, last_step, inline=True)
+        except Exception:
+            log.exception("run %s could not be executed", workflow_id)
+        finally:
+            self._slots.release()
+
+    def _dispatch(self, queue: str) -> None:
+        conn = None
+        delay = 0.05
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=self.poll):
+                continue
+            taken = 1
+            while taken < self.concurrency and self._slots.acquire(blocking=False):
+                taken += 1
+            rows: list = []
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.app.dsn, autocommit=True, prepare_threshold=0,
+                                           connect_timeout=10)
+                rows = conn.execute(sql.DEQUEUE, (queue, self.app.executor_id, taken,
+                                                  secs(self.poll))).fetchall()
+                delay = 0.05
+            except psycopg.Error as e:
+                if not is_disconnect(e, conn) and not isinstance(e, psycopg.OperationalError):
+                    self.error = translate(e, f"dequeue from {queue!r}")
+                    log.error("worker stops: %s", self.error)
+                    self._stopping.set()
+                else:
+                    log.warning("dequeue from %s failed (%s); reconnecting in %.2fs", queue, e, delay)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, 2.0)
+            for workflow_id, name, input_json, last_step in rows:
+                self._submit(workflow_id, name, input_json, last_step)
+            for _ in range(taken - len(rows)):
+                self._slots.release()
+        if conn is not None:
+            conn.close()
