@@ -27,6 +27,15 @@ def dumps(value: Any, default: Encoder | None = None, what: str = "value") -> st
                                  f"or give App(json_default=...)") from None
 
 
+SCALARS = (str, int, float, bool, type(None))
+
+
+def as_stored(value: Any, encoded: str) -> Any:
+    """What a replay will return for `value`: the value itself when JSON keeps it as it is
+    (a scalar), else its JSON decoded (a tuple becomes a list, a dict's int keys strings)."""
+    return value if type(value) in SCALARS else json.loads(encoded)
+
+
 def loads(text: Any) -> Any:
     # psycopg already parses jsonb columns; text only comes from our own dumps().
     return json.loads(text) if isinstance(text, (str, bytes)) else text

@@ -31,6 +31,7 @@ class Run:
     last_step: int
     step: int = 0
     in_step: bool = False
+    cursor: Any = None
     sync_conn: Any = None  # a sync step inside an async body borrows a pooled connection
     extra: dict = field(default_factory=dict)
 
@@ -45,12 +46,13 @@ class Run:
     def replaying(self, n: int) -> bool:
         return n <= self.last_step
 
-    def call(self, sql: str, params: tuple, conn: Any = None) -> Optional[tuple]:
-        conn = conn or self.conn
+    def call(self, sql: str, params: tuple) -> Optional[tuple]:
+        if self.cursor is None:  # one cursor for the whole run: no per-call cursor setup
+            self.cursor = self.conn.cursor()
         try:
-            return conn.execute(sql, params).fetchone()
+            return self.cursor.execute(sql, params).fetchone()
         except psycopg.Error as e:
-            raise self.error(e, conn) from e
+            raise self.error(e, self.conn) from e
 
     async def acall(self, sql: str, params: tuple) -> Optional[tuple]:
         try:

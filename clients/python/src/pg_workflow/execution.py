@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import sql
-from .codec import decode_input, dumps, error_of, loads
+from .codec import as_stored, decode_input, dumps, error_of, loads
 from .context import Run, current
 from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed
 
@@ -59,7 +59,7 @@ def run_body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list,
             e.__pgwf_error__ = error  # type: ignore[attr-defined]
             raise
         run.call(sql.FINISH, (workflow_id, encoded, app.executor_id))
-        return loads(encoded)
+        return as_stored(value, encoded)
     finally:
         current.reset(token)
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import psycopg
 
 from . import sql
-from .codec import dumps, error_of, loads, rebuild_step_error
+from .codec import as_stored, dumps, error_of, rebuild_step_error
 from .context import Run, current, is_disconnect
 from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled
 
@@ -69,7 +69,7 @@ def run_step(name: str, fn: Callable, args: tuple, kwargs: dict, retries: int, b
         delay *= backoff_rate
     encoded = dumps(value, run.app.json_default, f"the return value of step {name}")
     run.call(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
-    return loads(encoded)  # the checkpoint's value: a replay returns exactly this
+    return as_stored(value, encoded)  # the checkpoint's value: a replay returns exactly this
 
 
 def run_transaction(name: str, fn: Callable, args: tuple, kwargs: dict, app: Any) -> Any:
@@ -94,7 +94,7 @@ def run_transaction(name: str, fn: Callable, args: tuple, kwargs: dict, app: Any
                     conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
                 except psycopg.Error as e:
                     raise run.error(e, conn) from e
-            return loads(encoded)
+            return as_stored(value, encoded)
         except STOP:
             raise
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
