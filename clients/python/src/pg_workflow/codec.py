@@ -36,12 +36,16 @@ def as_stored(value: Any, encoded: str) -> Any:
     return value if type(value) in SCALARS else json.loads(encoded)
 
 
-def loads(text: Any) -> Any:
-    # psycopg already parses jsonb columns; text only comes from our own dumps().
-    return json.loads(text) if isinstance(text, (str, bytes)) else text
+class Encoded(str):
+    """JSON text made here (an input on its way to start). Values read from the database
+    are already parsed by psycopg: only this type is ever decoded again."""
 
 
-def encode_input(fn: Callable[..., Any], args: tuple, kwargs: dict, default: Encoder | None) -> str:
+def loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, Encoded) else value
+
+
+def encode_input(fn: Callable[..., Any], args: tuple, kwargs: dict, default: Encoder | None) -> "Encoded":
     if kwargs:
         try:
             bound = inspect.signature(fn).bind(*args, **kwargs)
@@ -49,8 +53,8 @@ def encode_input(fn: Callable[..., Any], args: tuple, kwargs: dict, default: Enc
             raise TypeError(f"{getattr(fn, '__qualname__', fn)}: {e}") from None
         args, kwargs = bound.args, bound.kwargs
     if kwargs:
-        return dumps({"args": list(args), "kwargs": kwargs}, default, "the workflow's input")
-    return dumps(list(args), default, "the workflow's input")
+        return Encoded(dumps({"args": list(args), "kwargs": kwargs}, default, "the workflow's input"))
+    return Encoded(dumps(list(args), default, "the workflow's input"))
 
 
 def decode_input(value: Any) -> tuple[list, dict]:

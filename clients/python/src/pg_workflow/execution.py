@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import sql
-from .codec import as_stored, decode_input, dumps, error_of, loads
+from .codec import Encoded, as_stored, decode_input, dumps, error_of
 from .context import Run, current
 from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed
 
@@ -31,11 +31,11 @@ class Detached(Exception):
 def outcome(workflow_id: str, status: str, output: Any, error: Any) -> Any:
     """The value of an ended run, or the exception its result() raises."""
     if status == "SUCCESS":
-        return loads(output)
+        return output  # psycopg has parsed the jsonb
     if status == "CANCELLED":
         raise WorkflowCancelled(f"workflow {workflow_id} was cancelled")
     if status == "ERROR":
-        raise WorkflowFailed.from_error(workflow_id, loads(error))
+        raise WorkflowFailed.from_error(workflow_id, error)
     if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
         raise WorkflowFailed(workflow_id, status, "dead-lettered after too many recovery attempts")
     raise Detached(status)
@@ -86,7 +86,7 @@ def execute(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_s
 def reclaim(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any) -> int:
     """After a lost connection: start() again (idempotent); a replay when we still own it."""
     status, output, error, last_step, claimed = app.call_retrying(
-        sql.START, (wf.name, dumps(input_json) if not isinstance(input_json, str) else input_json,
+        sql.START, (wf.name, input_json if isinstance(input_json, Encoded) else dumps(input_json),
                     workflow_id, app.executor_id, None, None))
     if status in sql.TERMINAL:
         raise Detached(status)  # it ended while we were away: the handle reads the outcome
