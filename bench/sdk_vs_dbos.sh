@@ -21,14 +21,18 @@ if [ ! -f "$("$BIN/pg_config" --pkglibdir)/pg_workflow.so" ]; then
 fi
 
 # The virtualenv: DBOS and psycopg from PyPI, then our SDK from this checkout (reinstalled on
-# every run, so that it is the code of this checkout).
+# every run, so that it is the code of this checkout; pip reinstalls it only when its version
+# changes, hence --force-reinstall --no-deps).
 [ -x "$py" ] || python3 -m venv "$venv"
-"$py" -c 'import dbos, psycopg' 2>/dev/null && [ -z "${DBOS_VERSION:-}" ] \
-  || "$venv/bin/pip" install -q --disable-pip-version-check "dbos${DBOS_VERSION:-}" 'psycopg[binary]'
+"$py" -c 'import dbos, psycopg, psycopg_pool' 2>/dev/null && [ -z "${DBOS_VERSION:-}" ] \
+  || "$venv/bin/pip" install -q --disable-pip-version-check "dbos${DBOS_VERSION:-}" 'psycopg[binary]' psycopg_pool
 sdk=1; sdk_why=
 if [ ! -f clients/python/pyproject.toml ] && [ ! -f clients/python/setup.py ]; then
   sdk=0; sdk_why="clients/python is not a package yet"
-elif ! out=$("$venv/bin/pip" install -q --disable-pip-version-check ./clients/python 2>&1); then
+# From a copy: a build in place would write build/ and *.egg-info into clients/python.
+elif ! out=$(src=$(mktemp -d /tmp/pg_workflow_sdkbench_src.XXXXXX) && cp -r clients/python/. "$src" \
+             && rm -rf "$src/build" "$src"/src/*.egg-info \
+             && "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$src" 2>&1; rc=$?; rm -rf "$src"; exit $rc); then
   sdk=0; sdk_why="pip install ./clients/python failed: $(printf '%s' "$out" | tail -n 1)"
 elif ! out=$("$py" -c 'import pg_workflow; pg_workflow.App' 2>&1); then
   sdk=0; sdk_why="import pg_workflow failed: $(printf '%s' "$out" | tail -n 1)"
