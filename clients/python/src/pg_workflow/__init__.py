@@ -12,6 +12,7 @@
 
     app.start(order, "o-42", workflow_id="order-42").result(timeout=30)
 """
+from .aio import recv_async, send_async, set_event_async, sleep_async
 from .app import App, RunInfo
 from .context import step_id, workflow_id
 from .errors import (ConnectionLost, DuplicateWorkflow, ExtensionMissing, NondeterminismError,
@@ -24,6 +25,7 @@ from .worker import Worker
 __all__ = [
     "App", "RunInfo", "WorkflowHandle", "Worker",
     "workflow_id", "step_id", "sleep", "recv", "send", "set_event",
+    "sleep_async", "recv_async", "send_async", "set_event_async",
     "PgWorkflowError", "WorkflowFailed", "StepFailed", "NotOwnerError", "NondeterminismError",
     "WorkflowCancelled", "WorkflowNotRegistered", "SerializationError", "ExtensionMissing",
     "UnknownQueue", "DuplicateWorkflow", "ConnectionLost",

@@ -1,0 +1,199 @@
+"""async def workflows and steps, on psycopg's AsyncConnection.
+
+An async body runs on its own AsyncConnection (autocommit, prepared statements) in the
+caller's event loop when awaited directly, or in a private event loop in a worker thread when
+a worker or app.start runs it. Inside an async workflow, use async steps and transactions and
+the *_async calls (sleep_async, recv_async, set_event_async, send_async)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import uuid
+from typing import Any, Callable
+
+import psycopg
+
+from . import sql
+from .codec import Encoded, as_stored, decode_input, dumps, encode_input, error_of, rebuild_step_error
+from .context import Run, current, is_disconnect
+from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled
+from .execution import Detached, WorkflowDef, outcome, reclaim
+from .steps import STOP, secs
+
+
+async def _connect(app: Any) -> psycopg.AsyncConnection:
+    return await psycopg.AsyncConnection.connect(app.dsn, autocommit=True, prepare_threshold=0)
+
+
+async def _body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list, kwargs: dict,
+                last_step: int) -> Any:
+    run = Run(app, workflow_id, wf.name, conn, last_step)
+    token = current.set(run)
+    try:
+        try:
+            value = await wf.fn(*args, **kwargs)
+            encoded = dumps(value, app.json_default, f"the return value of workflow {wf.name}")
+        except (ConnectionLost, NotOwnerError, WorkflowCancelled):
+            raise
+        except Exception as e:
+            error = error_of(e)
+            await run.acall(sql.FAIL, (workflow_id, dumps(error), app.executor_id))
+            e.__pgwf_error__ = error  # type: ignore[attr-defined]
+            raise
+        await run.acall(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        return as_stored(value, encoded)
+    finally:
+        current.reset(token)
+
+
+async def execute_async(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_step: int) -> Any:
+    args, kwargs = decode_input(input_json)
+    while True:
+        try:
+            async with await _connect(app) as conn:
+                return await _body(app, wf, conn, workflow_id, args, kwargs, last_step)
+        except ConnectionLost:
+            pass
+        except psycopg.OperationalError:  # the connect itself failed: the server is away
+            await asyncio.sleep(0.5)
+        last_step = await asyncio.to_thread(reclaim, app, wf, workflow_id, input_json)
+
+
+def execute_async_in_thread(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any,
+                            last_step: int) -> Any:
+    return asyncio.run(execute_async(app, wf, workflow_id, input_json, last_step))
+
+
+async def run_async(app: Any, wf: WorkflowDef, args: tuple, kwargs: dict) -> Any:
+    """`await workflow(...)`: runs the workflow in this event loop and returns its output."""
+    if current.get() is not None:  # a child of an async workflow
+        handle = await asyncio.to_thread(app.start, wf.name, *args, **kwargs)
+        return await asyncio.to_thread(handle.result)
+    await asyncio.to_thread(app.launch)
+    workflow_id = str(uuid.uuid4())
+    encoded: Encoded = encode_input(wf.fn, args, kwargs, app.json_default)
+    row = await asyncio.to_thread(app.call_retrying, sql.START,
+                                  (wf.name, encoded, workflow_id, app.executor_id, None, None))
+    status, output, error, last_step, claimed = row
+    if status in sql.TERMINAL or not claimed:
+        try:
+            return outcome(workflow_id, status, output, error)
+        except Detached:
+            return await asyncio.to_thread(app.handle(workflow_id).result)
+    return await execute_async(app, wf, workflow_id, encoded, last_step)
+
+
+async def _replay(run: Run, n: int, name: str) -> tuple[bool, Any]:
+    found, output, error = await run.acall(sql.STEP_GET, (run.workflow_id, n, name))
+    if found and error is not None:
+        raise rebuild_step_error(error)
+    return bool(found), output
+
+
+def async_step(app: Any, name: str, fn: Callable, retries: int, backoff: float, rate: float) -> Callable:
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        run = current.get()
+        if run is None or run.in_step:
+            return await fn(*args, **kwargs)
+        n = run.next_step()
+        if run.replaying(n):
+            found, value = await _replay(run, n, name)
+            if found:
+                return value
+        delay = backoff
+        for attempt in range(retries + 1):
+            run.in_step = True
+            try:
+                value = await fn(*args, **kwargs)
+                break
+            except STOP:
+                raise
+            except Exception as e:
+                if attempt == retries:
+                    run.in_step = False
+                    await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, None, dumps(error_of(e)),
+                                                   run.executor_id))
+                    raise
+            finally:
+                run.in_step = False
+            await asyncio.sleep(delay * (0.9 + 0.2 * random.random()))
+            delay *= rate
+        encoded = dumps(value, app.json_default, f"the return value of step {name}")
+        await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
+        return as_stored(value, encoded)
+    return call
+
+
+def async_transaction(app: Any, name: str, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        run = current.get()
+        if run is None or run.in_step:
+            async with await _connect(app) as conn, conn.transaction():
+                return await fn(conn, *args, **kwargs)
+        n = run.next_step()
+        if run.replaying(n):
+            found, value = await _replay(run, n, name)
+            if found:
+                return value
+        conn = run.conn
+        run.in_step = True
+        try:
+            async with conn.transaction():
+                value = await fn(conn, *args, **kwargs)
+                encoded = dumps(value, app.json_default, f"the return value of transaction {name}")
+                try:
+                    await conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
+                except psycopg.Error as e:
+                    raise run.error(e, conn) from e
+            return as_stored(value, encoded)
+        except STOP:
+            raise
+        except Exception as e:
+            if isinstance(e, psycopg.Error) and is_disconnect(e, conn):
+                raise ConnectionLost(str(e)) from e
+            run.in_step = False
+            await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, None, dumps(error_of(e)), run.executor_id))
+            raise
+        finally:
+            run.in_step = False
+    return call
+
+
+def _need_run(what: str) -> Run:
+    run = current.get()
+    if run is None:
+        raise RuntimeError(f"pg_workflow.{what}() is only durable inside a workflow")
+    return run
+
+
+async def sleep_async(seconds: float) -> None:
+    run = current.get()
+    if run is None:
+        await asyncio.sleep(seconds)
+        return
+    n = run.next_step()
+    left = (await run.acall(sql.SLEEP, (run.workflow_id, n, secs(seconds), run.executor_id)))[0]
+    await asyncio.sleep(left)
+
+
+async def recv_async(topic: str | None = None, timeout: float = 60.0) -> Any:
+    run = _need_run("recv_async")
+    n = run.next_step()
+    return (await run.acall(sql.RECV, (run.workflow_id, n, topic, secs(timeout), run.executor_id)))[0]
+
+
+async def set_event_async(key: str, value: Any) -> None:
+    run = _need_run("set_event_async")
+    n = run.next_step()
+    await run.acall(sql.SET_EVENT, (run.workflow_id, n, key, dumps(value, run.app.json_default),
+                                    run.executor_id))
+
+
+async def send_async(destination_id: str, message: Any, topic: str | None = None) -> None:
+    run = _need_run("send_async")
+    n = run.next_step()
+    await run.acall(sql.SEND, (destination_id, dumps(message, run.app.json_default), topic,
+                               f"{run.workflow_id}:{n}"))
