@@ -32,7 +32,10 @@ def database():
 def sql(database):
     """Plain SQL on the test database, for checks behind the API's back."""
     with psycopg.connect(database, autocommit=True) as c:
-        yield lambda q, *a: c.execute(q, a or None).fetchall()
+        def run(q, *a):
+            cur = c.execute(q, a or None)
+            return cur.fetchall() if cur.description else None
+        yield run
 
 
 @pytest.fixture()

@@ -78,8 +78,7 @@ class DBOS:
         self._workers: List[Any] = []
         self._queues_listened: set = set()
         self._lock = threading.RLock()
-        if config.get("log_level"):
-            logger.setLevel(config["log_level"])
+        logger.setLevel(config.get("log_level") or "INFO")  # DBOS logs at INFO by default
         kw: Dict[str, Any] = {}
         if config.get("executor_id"):
             kw["executor_id"] = config["executor_id"]
