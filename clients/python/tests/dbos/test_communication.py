@@ -1,6 +1,7 @@
 """DBOS's "Workflow communication" tutorial (messages, events, durable sleep) and the
 workflow management calls, with the import changed."""
 import threading
+import time
 import uuid
 
 import pytest
@@ -63,6 +64,9 @@ def test_cancel_resume_and_fork(dbos):
         return first() + second()
 
     handle = DBOS.start_workflow(wf)
+    deadline = time.monotonic() + 60  # cancel once step 1 is checkpointed, so resume replays it
+    while not DBOS.list_workflow_steps(handle.workflow_id) and time.monotonic() < deadline:
+        time.sleep(0.02)
     DBOS.cancel_workflow(handle.workflow_id)
     gate.set()
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):

@@ -129,9 +129,7 @@ class DBOS:
                 _registry.registry.listeners.remove(self._bind)
         for worker in self._workers:
             worker.stop()
-        close = getattr(self._app, "close", None)
-        if close:
-            close()
+        self._app.close(wait=timeout)  # DBOS's workflow_completion_timeout_sec (default 0)
         self._launched = False
 
     def _listen(self, queues: List[str]) -> None:

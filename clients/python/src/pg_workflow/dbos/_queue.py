@@ -57,7 +57,7 @@ def enqueue(dbos: Any, queue: str, func: Callable, args: tuple, kwargs: dict) ->
         handle = dbos._app.enqueue(queue, dbos._bound[id(reg)], *args, workflow_id=wid,
                                    priority=opts.get("priority") or 0, deduplication_id=dedup,
                                    partition_key=opts.get("queue_partition_key"),
-                                   delay=opts.get("delay_seconds"), **kwargs)
+                                   delay=opts.get("delay_seconds"), timeout=opts.get("timeout"), **kwargs)
     except DuplicateWorkflow:
         if dedup is None:
             raise

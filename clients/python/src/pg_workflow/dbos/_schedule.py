@@ -1,7 +1,6 @@
 """Cron on the server's schedules (workflow.schedule). A fire enqueues a run of a small
 wrapper workflow, which gives the user's function the arguments DBOS gives it (the fire time
 is in the run's id, cron:<name>:<UTC time>) and runs its steps as its own."""
-import functools
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
