@@ -25,8 +25,11 @@ if ! grep -qs '^pg15' "$HOME/.pgrx/config.toml"; then
   cargo pgrx init --pg15 "$PG_CONFIG" </dev/null
 fi
 
-# The integration suite and the Python client example use psycopg 3 and pytest.
-if ! python3 -c 'import psycopg, pytest' 2>/dev/null; then
-  echo "== pip install psycopg pytest"
-  python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' </dev/null
+# The integration suite and the Python SDK (clients/python) use psycopg 3, its pool and
+# pytest; the SDK's DBOS-compatible layer uses SQLAlchemy. The SDK itself is tested from its
+# source tree (scripts/test.sh), not installed.
+if ! python3 -c 'import psycopg, psycopg_pool, pytest, sqlalchemy' 2>/dev/null; then
+  echo "== pip install psycopg psycopg_pool pytest sqlalchemy"
+  python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'psycopg_pool>=3.1' \
+    'pytest>=7' 'sqlalchemy>=2' </dev/null
 fi
