@@ -17,7 +17,7 @@ import psycopg
 from . import sql
 from .codec import Encoded, as_stored, decode_input, dumps, encode_input, error_of, rebuild_step_error
 from .context import Run, current, is_disconnect
-from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled
+from .errors import ConnectionLost, NotOwnerError, StepTaken, WorkflowCancelled
 from .execution import Detached, WorkflowDef, outcome, reclaim
 from .steps import STOP, secs
 
@@ -91,6 +91,22 @@ async def _replay(run: Run, n: int, name: str) -> tuple[bool, Any]:
     return bool(found), output
 
 
+async def _recorded(run: Run, n: int, name: str) -> Any:
+    """After 23505 on step_put: the checkpoint recorded first wins (see steps.recorded)."""
+    found, value = await _replay(run, n, name)
+    if not found:  # pragma: no cover - 23505 means it exists
+        raise NotOwnerError(f"workflow {run.workflow_id}: step {n} is taken but not readable")
+    return value
+
+
+async def _put(run: Run, n: int, name: str, encoded: Any, error: Any) -> tuple[bool, Any]:
+    try:
+        await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, encoded, error, run.executor_id))
+    except StepTaken:
+        return True, await _recorded(run, n, name)
+    return False, None
+
+
 def async_step(app: Any, name: str, fn: Callable, retries: int, backoff: float, rate: float) -> Callable:
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -113,15 +129,18 @@ def async_step(app: Any, name: str, fn: Callable, retries: int, backoff: float, 
             except Exception as e:
                 if attempt == retries:
                     run.in_step = False
-                    await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, None, dumps(error_of(e)),
-                                                   run.executor_id))
+                    taken, recorded_value = await _put(run, n, name, None, dumps(error_of(e)))
+                    if taken:
+                        return recorded_value
                     raise
             finally:
                 run.in_step = False
             await asyncio.sleep(delay * (0.9 + 0.2 * random.random()))
             delay *= rate
         encoded = dumps(value, app.json_default, f"the return value of step {name}")
-        await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
+        taken, recorded_value = await _put(run, n, name, encoded, None)
+        if taken:
+            return recorded_value
         return as_stored(value, encoded)
     return call
 
@@ -147,15 +166,20 @@ def async_transaction(app: Any, name: str, fn: Callable) -> Callable:
                 try:
                     await conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
                 except psycopg.Error as e:
-                    raise run.error(e, conn) from e
+                    raise run.error(e, conn, sql.STEP_PUT) from e
             return as_stored(value, encoded)
+        except StepTaken:  # rolled back: the checkpoint recorded first (and its effects) win
+            run.in_step = False
+            return await _recorded(run, n, name)
         except STOP:
             raise
         except Exception as e:
             if isinstance(e, psycopg.Error) and is_disconnect(e, conn):
                 raise ConnectionLost(str(e)) from e
             run.in_step = False
-            await run.acall(sql.STEP_PUT, (run.workflow_id, n, name, None, dumps(error_of(e)), run.executor_id))
+            taken, recorded_value = await _put(run, n, name, None, dumps(error_of(e)))
+            if taken:
+                return recorded_value
             raise
         finally:
             run.in_step = False

@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import psycopg
 
-from .errors import ConnectionLost, NotOwnerError, translate
+from . import sql
+from .errors import ConnectionLost, StepTaken, translate
 
 
 def is_disconnect(e: BaseException, conn: Any) -> bool:
@@ -46,27 +47,29 @@ class Run:
     def replaying(self, n: int) -> bool:
         return n <= self.last_step
 
-    def call(self, sql: str, params: tuple) -> Optional[tuple]:
+    def call(self, statement: str, params: tuple) -> Optional[tuple]:
         if self.cursor is None:  # one cursor for the whole run: no per-call cursor setup
             self.cursor = self.conn.cursor()
         try:
-            return self.cursor.execute(sql, params).fetchone()
+            return self.cursor.execute(statement, params).fetchone()
         except psycopg.Error as e:
-            raise self.error(e, self.conn) from e
+            raise self.error(e, self.conn, statement) from e
 
-    async def acall(self, sql: str, params: tuple) -> Optional[tuple]:
+    async def acall(self, statement: str, params: tuple) -> Optional[tuple]:
         try:
-            cur = await self.conn.execute(sql, params)
+            cur = await self.conn.execute(statement, params)
             return await cur.fetchone()
         except psycopg.Error as e:
-            raise self.error(e, self.conn) from e
+            raise self.error(e, self.conn, statement) from e
 
-    def error(self, e: psycopg.Error, conn: Any) -> BaseException:
+    def error(self, e: psycopg.Error, conn: Any, statement: str = "") -> BaseException:
         if is_disconnect(e, conn):
             return ConnectionLost(str(e))
-        if e.sqlstate == "23505":  # a step taken by another executor (first write wins)
-            return NotOwnerError(f"workflow {self.workflow_id}: {e}")
-        return translate(e, f"workflow {self.workflow_id}")
+        if e.sqlstate == "23505" and statement == sql.STEP_PUT:
+            # First write wins: the step is already recorded (e.g. by the executor this one
+            # took the run over from, whose step raced the takeover). Replay it (step_get).
+            return StepTaken(f"workflow {self.workflow_id}: {e}")
+        return translate(e, f"workflow {self.workflow_id}")  # 23505 of start/enqueue: duplicate
 
 
 current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("pg_workflow_run", default=None)

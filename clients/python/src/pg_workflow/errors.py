@@ -69,6 +69,11 @@ class DuplicateWorkflow(PgWorkflowError):
     deduplication_id is held by an active run."""
 
 
+class StepTaken(PgWorkflowError):
+    """Internal: 23505 on step_put, the step is already recorded (first write wins), e.g. by
+    an executor whose step raced this one's takeover. The caller replays it with step_get."""
+
+
 class ConnectionLost(BaseException):
     """Internal: the connection of a running workflow broke. A BaseException on purpose, so
     that a body's `except Exception` cannot swallow it; the runner reconnects and replays."""

@@ -14,7 +14,7 @@ import psycopg
 from . import sql
 from .codec import as_stored, dumps, error_of, rebuild_step_error
 from .context import Run, current, is_disconnect
-from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled
+from .errors import ConnectionLost, NotOwnerError, StepTaken, WorkflowCancelled
 
 # Errors that mean "stop this body now": never recorded as a step's or workflow's error.
 STOP = (ConnectionLost, NotOwnerError, WorkflowCancelled)
@@ -36,8 +36,26 @@ def replay(run: Run, n: int, name: str) -> tuple[bool, Any]:
     return True, output
 
 
-def record_error(run: Run, n: int, name: str, e: BaseException) -> None:
-    run.call(sql.STEP_PUT, (run.workflow_id, n, name, None, dumps(error_of(e)), run.executor_id))
+def recorded(run: Run, n: int, name: str) -> Any:
+    """After 23505 on step_put: the step was recorded by another writer first (one whose step
+    raced this executor's takeover). Its checkpoint wins: return its value or raise its error."""
+    found, value = replay(run, n, name)
+    if not found:  # pragma: no cover - 23505 means it exists
+        raise NotOwnerError(f"workflow {run.workflow_id}: step {n} is taken but not readable")
+    return value
+
+
+def put(run: Run, n: int, name: str, encoded: Any, error: Any) -> tuple[bool, Any]:
+    """step_put; (True, the recorded value) when the step was already recorded (23505)."""
+    try:
+        run.call(sql.STEP_PUT, (run.workflow_id, n, name, encoded, error, run.executor_id))
+    except StepTaken:
+        return True, recorded(run, n, name)
+    return False, None
+
+
+def record_error(run: Run, n: int, name: str, e: BaseException) -> tuple[bool, Any]:
+    return put(run, n, name, None, dumps(error_of(e)))
 
 
 def run_step(name: str, fn: Callable, args: tuple, kwargs: dict, retries: int, backoff: float,
@@ -61,14 +79,18 @@ def run_step(name: str, fn: Callable, args: tuple, kwargs: dict, retries: int, b
         except Exception as e:
             if attempt == retries:
                 run.in_step = False
-                record_error(run, n, name, e)
+                taken, recorded_value = record_error(run, n, name, e)
+                if taken:
+                    return recorded_value
                 raise
         finally:
             run.in_step = False
         time.sleep(delay * (0.9 + 0.2 * random.random()))  # jitter: retries of many runs spread
         delay *= backoff_rate
     encoded = dumps(value, run.app.json_default, f"the return value of step {name}")
-    run.call(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
+    taken, recorded_value = put(run, n, name, encoded, None)
+    if taken:
+        return recorded_value
     return as_stored(value, encoded)  # the checkpoint's value: a replay returns exactly this
 
 
@@ -93,8 +115,11 @@ def run_transaction(name: str, fn: Callable, args: tuple, kwargs: dict, app: Any
                 try:
                     conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
                 except psycopg.Error as e:
-                    raise run.error(e, conn) from e
+                    raise run.error(e, conn, sql.STEP_PUT) from e
             return as_stored(value, encoded)
+        except StepTaken:  # rolled back: the checkpoint recorded first (and its effects) win
+            run.in_step = False
+            return recorded(run, n, name)
         except STOP:
             raise
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
@@ -109,7 +134,9 @@ def run_transaction(name: str, fn: Callable, args: tuple, kwargs: dict, app: Any
             failure = e
         finally:
             run.in_step = False
-        record_error(run, n, name, failure)
+        taken, recorded_value = record_error(run, n, name, failure)
+        if taken:
+            return recorded_value
         raise failure
 
 
