@@ -72,3 +72,47 @@ def starts_a_duplicate() -> str:
 def test_a_duplicate_child_id_is_duplicate_workflow(db):
     app.start(races, workflow_id="dup-target").result(timeout=30)  # the id, with another name
     assert app.start(starts_a_duplicate).result(timeout=30) == "duplicate"
+
+
+BIG = 1_100_000  # over workflow.max_payload_size (1 MB)
+
+
+@app.workflow()
+def returns_too_much() -> str:
+    return "x" * BIG
+
+
+@app.workflow()
+def raises_too_much() -> None:
+    raise ValueError("y" * BIG)
+
+
+def test_an_output_or_error_over_the_payload_limit_fails_the_run(db):
+    # finish (or fail) refused with 54000 used to escape, leaving the run PENDING forever.
+    with pytest.raises(pw.WorkflowFailed) as e:
+        app.start(returns_too_much).result(timeout=30)
+    assert e.value.type_name == "ProgramLimitExceeded"
+    h = app.start(raises_too_much)
+    with pytest.raises(pw.WorkflowFailed) as e:
+        h.result(timeout=30)
+    assert e.value.type_name == "ValueError" and len(e.value.message) < 10_000
+    assert h.status() == "ERROR"
+
+
+@app.workflow()
+def plain() -> str:
+    return "done"
+
+
+def test_a_run_whose_connection_cannot_be_had_is_retried(db, monkeypatch):
+    from pg_workflow import execution
+    real, calls = execution.execute, []
+
+    def flaky_execute(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("connection refused (simulated)")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(execution, "execute", flaky_execute)
+    assert app.start(plain).result(timeout=30) == "done"
+    assert len(calls) == 2

@@ -18,12 +18,25 @@ from . import sql
 from .codec import Encoded, as_stored, decode_input, dumps, encode_input, error_of, rebuild_step_error
 from .context import Run, current, is_disconnect
 from .errors import ConnectionLost, NotOwnerError, StepTaken, WorkflowCancelled
-from .execution import Detached, WorkflowDef, outcome, reclaim
+from .execution import Detached, WorkflowDef, compact, outcome, reclaim
 from .steps import STOP, secs
 
 
 async def _connect(app: Any) -> psycopg.AsyncConnection:
     return await psycopg.AsyncConnection.connect(app.dsn, autocommit=True, prepare_threshold=0)
+
+
+async def _fail_run(run: Run, e: BaseException) -> dict:
+    """Records `e` as the run's error (compacted when the full one is refused); returns it."""
+    error = error_of(e)
+    try:
+        await run.acall(sql.FAIL, (run.workflow_id, dumps(error), run.executor_id))
+    except STOP:
+        raise
+    except Exception:
+        error = compact(error)
+        await run.acall(sql.FAIL, (run.workflow_id, dumps(error), run.executor_id))
+    return error
 
 
 async def _body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list, kwargs: dict,
@@ -37,11 +50,15 @@ async def _body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: li
         except (ConnectionLost, NotOwnerError, WorkflowCancelled):
             raise
         except Exception as e:
-            error = error_of(e)
-            await run.acall(sql.FAIL, (workflow_id, dumps(error), app.executor_id))
-            e.__pgwf_error__ = error  # type: ignore[attr-defined]
+            e.__pgwf_error__ = await _fail_run(run, e)  # type: ignore[attr-defined]
             raise
-        await run.acall(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        try:
+            await run.acall(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        except STOP:
+            raise
+        except Exception as e:  # e.g. 54000: the output is over workflow.max_payload_size
+            e.__pgwf_error__ = await _fail_run(run, e)  # type: ignore[attr-defined]
+            raise
         return as_stored(value, encoded)
     finally:
         current.reset(token)

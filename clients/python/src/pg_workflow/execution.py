@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from . import sql
 from .codec import Encoded, as_stored, decode_input, dumps, error_of
 from .context import Run, current
 from .errors import ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed
+
+STOP = (ConnectionLost, NotOwnerError, WorkflowCancelled)
 
 log = logging.getLogger("pg_workflow")
 
@@ -41,6 +47,28 @@ def outcome(workflow_id: str, status: str, output: Any, error: Any) -> Any:
     raise Detached(status)
 
 
+def compact(error: dict) -> dict:
+    """An error small enough to record when the full one is refused (54000: over
+    workflow.max_payload_size): the type, the message's start and the traceback's end."""
+    message, trace = str(error.get("message", "")), str(error.get("traceback") or "")
+    return {"type": error.get("type", "Error"),
+            "message": message if len(message) <= 4000 else message[:4000] + "... (truncated)",
+            "traceback": trace if len(trace) <= 4000 else "(truncated) ..." + trace[-4000:]}
+
+
+def fail_run(run: Run, e: BaseException) -> dict:
+    """Records `e` as the run's error (compacted when the full one is refused); returns it."""
+    error = error_of(e)
+    try:
+        run.call(sql.FAIL, (run.workflow_id, dumps(error), run.executor_id))
+    except STOP:
+        raise
+    except Exception:
+        error = compact(error)
+        run.call(sql.FAIL, (run.workflow_id, dumps(error), run.executor_id))
+    return error
+
+
 def run_body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list, kwargs: dict,
              last_step: int) -> Any:
     """One execution of the body on `conn`. Returns the output, or raises the body's own
@@ -54,11 +82,15 @@ def run_body(app: Any, wf: WorkflowDef, conn: Any, workflow_id: str, args: list,
         except (ConnectionLost, NotOwnerError, WorkflowCancelled):
             raise
         except Exception as e:
-            error = error_of(e)
-            run.call(sql.FAIL, (workflow_id, dumps(error), app.executor_id))
-            e.__pgwf_error__ = error  # type: ignore[attr-defined]
+            e.__pgwf_error__ = fail_run(run, e)  # type: ignore[attr-defined]
             raise
-        run.call(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        try:
+            run.call(sql.FINISH, (workflow_id, encoded, app.executor_id))
+        except STOP:
+            raise
+        except Exception as e:  # e.g. 54000: the output is over workflow.max_payload_size
+            e.__pgwf_error__ = fail_run(run, e)  # type: ignore[attr-defined]
+            raise
         return as_stored(value, encoded)
     finally:
         current.reset(token)
@@ -95,6 +127,39 @@ def reclaim(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any) -> int
     return last_step
 
 
+def execute_or_fail(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any,
+                    last_step: int) -> Any:
+    """execute, for a run nobody waits on in this thread (a worker's, a background one): a
+    pool or connect failure is retried with backoff (reclaiming the run, up to
+    reconnect_timeout); any other error that escapes fails the run (best effort) instead of
+    leaving it PENDING under this executor's live lease."""
+    deadline = time.monotonic() + app.reconnect_timeout
+    delay = 0.5
+    while True:
+        try:
+            return execute(app, wf, workflow_id, input_json, last_step)
+        except (Detached, *STOP):
+            raise
+        except Exception as e:
+            if hasattr(e, "__pgwf_error__"):
+                raise  # the body's own exception, recorded
+            if isinstance(e, (PoolTimeout, psycopg.OperationalError)) and time.monotonic() < deadline:
+                log.warning("workflow %s could not run (%s); retrying in %.1fs", workflow_id, e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                last_step = reclaim(app, wf, workflow_id, input_json)
+                continue
+            log.exception("workflow %s stopped; failing it", workflow_id)
+            error = compact(error_of(e))
+            try:
+                app.call_retrying(sql.FAIL, (workflow_id, dumps(error), app.executor_id))
+            except Exception:
+                log.exception("workflow %s could not be failed", workflow_id)
+                raise e
+            e.__pgwf_error__ = error  # type: ignore[attr-defined]
+            raise
+
+
 def spawn(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_step: int,
           inline: bool = False) -> Future:
     """Runs a claimed run once in this process: in a new thread, or in this one (a worker's).
@@ -108,7 +173,7 @@ def spawn(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_ste
 
     def target() -> None:
         try:
-            future.set_result(("SUCCESS", execute(app, wf, workflow_id, input_json, last_step)))
+            future.set_result(("SUCCESS", execute_or_fail(app, wf, workflow_id, input_json, last_step)))
         except Exception as e:
             if hasattr(e, "__pgwf_error__"):
                 future.set_result(("ERROR", e.__pgwf_error__))
