@@ -116,3 +116,12 @@ def test_a_run_whose_connection_cannot_be_had_is_retried(db, monkeypatch):
     monkeypatch.setattr(execution, "execute", flaky_execute)
     assert app.start(plain).result(timeout=30) == "done"
     assert len(calls) == 2
+
+
+def test_a_worker_larger_than_its_pool_is_refused():
+    small = pw.App("postgresql://unused", pool_size=8)
+    with pytest.raises(ValueError, match="pool_size"):
+        small.worker(concurrency=8)
+    with pytest.raises(ValueError):
+        small.worker(concurrency=0)
+    assert small.worker(concurrency=4).concurrency == 4  # nothing connects before start()

@@ -24,8 +24,21 @@ from .steps import secs
 log = logging.getLogger("pg_workflow")
 
 
+# Pooled connections a worker leaves for what its runs do besides their own connection:
+# result() waits, child starts, client calls from bodies and steps.
+POOL_MARGIN = 4
+
+
 class Worker:
     def __init__(self, app: Any, queues: list[str], concurrency: int, poll: float):
+        if concurrency < 1:
+            raise ValueError(f"worker concurrency must be at least 1, not {concurrency}")
+        if concurrency > app.pool_size - POOL_MARGIN:
+            # Each run holds one pooled connection for its whole body (sleeps and recv
+            # included): more runs than connections would wait on the pool and time out.
+            raise ValueError(f"worker concurrency {concurrency} needs a larger pool: "
+                             f"App(pool_size >= {concurrency + POOL_MARGIN}) (it is {app.pool_size}; "
+                             f"{POOL_MARGIN} connections are kept for waits and child starts)")
         self.app, self.queues, self.concurrency, self.poll = app, queues, concurrency, poll
         self._slots = threading.Semaphore(concurrency)
         self._stopping = threading.Event()
