@@ -125,3 +125,61 @@ def test_a_worker_larger_than_its_pool_is_refused():
     with pytest.raises(ValueError):
         small.worker(concurrency=0)
     assert small.worker(concurrency=4).concurrency == 4  # nothing connects before start()
+
+
+@app.step()
+def naps() -> str:
+    pw.sleep(0.01)  # a plain sleep inside a step: no step number
+    return "napped"
+
+
+@app.step()
+def publishes() -> None:
+    pw.set_event("inside", 1)
+
+
+@app.workflow()
+def sleeps_in_a_step() -> list:
+    return [naps(), step_two()]
+
+
+@app.step()
+def step_two() -> int:
+    return pw.step_id()
+
+
+@app.workflow()
+def publishes_in_a_step() -> None:
+    publishes()
+
+
+@app.step()
+async def naps_async() -> str:
+    await pw.sleep_async(0.01)
+    return "napped"
+
+
+@app.step()
+async def publishes_async() -> None:
+    await pw.set_event_async("inside", 1)
+
+
+@app.workflow()
+async def async_in_steps() -> list:
+    out = [await naps_async(), pw.step_id()]
+    try:
+        await publishes_async()
+    except RuntimeError as e:
+        out.append("refused" if "inside a step" in str(e) else str(e))
+    return out
+
+
+def test_durable_calls_inside_a_step_take_no_step_number(db):
+    assert app.start(sleeps_in_a_step, workflow_id="nap").result(timeout=30) == ["napped", 2]
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT step, step_name FROM workflow.steps WHERE workflow_id = 'nap' "
+                            "ORDER BY step").fetchall() == [(1, "naps"), (2, "step_two")]
+    with pytest.raises(pw.WorkflowFailed) as e:
+        app.start(publishes_in_a_step).result(timeout=30)
+    assert e.value.type_name == "RuntimeError" and "inside a step" in e.value.message
+    assert app.start(async_in_steps).result(timeout=30) == ["napped", 1, "refused"]

@@ -19,7 +19,7 @@ from .codec import Encoded, as_stored, decode_input, dumps, encode_input, error_
 from .context import Run, current, is_disconnect
 from .errors import ConnectionLost, NotOwnerError, StepTaken, WorkflowCancelled
 from .execution import Detached, WorkflowDef, compact, outcome, reclaim
-from .steps import STOP, secs
+from .steps import STOP, not_in_step, secs
 
 
 async def _connect(app: Any) -> psycopg.AsyncConnection:
@@ -207,12 +207,13 @@ def _need_run(what: str) -> Run:
     run = current.get()
     if run is None:
         raise RuntimeError(f"pg_workflow.{what}() is only durable inside a workflow")
+    not_in_step(run, what)
     return run
 
 
 async def sleep_async(seconds: float) -> None:
     run = current.get()
-    if run is None:
+    if run is None or run.in_step:  # inside a step: a plain sleep, no step number
         await asyncio.sleep(seconds)
         return
     n = run.next_step()

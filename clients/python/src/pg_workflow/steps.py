@@ -140,18 +140,29 @@ def run_transaction(name: str, fn: Callable, args: tuple, kwargs: dict, app: Any
         raise failure
 
 
+def not_in_step(run: Run, what: str) -> None:
+    """A durable call takes a step number; inside a step (whose body a replay skips) it would
+    shift every later number, so it is refused there."""
+    if run.in_step:
+        raise RuntimeError(f"pg_workflow.{what}() inside a step or transaction: call it from the "
+                           f"workflow body (a replay skips a step's body, so the durable calls in "
+                           f"it would shift the numbering); inside a step use the App's calls "
+                           f"(app.send, app.get_event)")
+
+
 def _need_run(what: str) -> Run:
     run = current.get()
     if run is None:
         raise RuntimeError(f"pg_workflow.{what}() is only durable inside a workflow; "
                            f"outside one, use App.{what} or time.sleep")
+    not_in_step(run, what)
     return run
 
 
 def sleep(seconds: float) -> None:
     """A durable sleep: the wake-up time is recorded once, so a resumed run sleeps only what is left."""
     run = current.get()
-    if run is None:
+    if run is None or run.in_step:  # inside a step: a plain sleep, no step number
         time.sleep(seconds)
         return
     n = run.next_step()
@@ -179,6 +190,7 @@ def send(destination_id: str, message: Any, topic: str | None = None) -> None:
     run = current.get()
     if run is None:
         raise RuntimeError("pg_workflow.send() outside a workflow: use App.send")
+    not_in_step(run, "send")
     n = run.next_step()
     encoded = dumps(message, run.app.json_default, "the message")
     run.call(sql.SEND, (destination_id, encoded, topic, f"{run.workflow_id}:{n}"))
