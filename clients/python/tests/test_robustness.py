@@ -183,3 +183,29 @@ def test_durable_calls_inside_a_step_take_no_step_number(db):
         app.start(publishes_in_a_step).result(timeout=30)
     assert e.value.type_name == "RuntimeError" and "inside a step" in e.value.message
     assert app.start(async_in_steps).result(timeout=30) == ["napped", 1, "refused"]
+
+
+@app.workflow()
+def sync_child(x: int) -> int:
+    return x * 10
+
+
+@app.workflow()
+async def async_child(x: int) -> int:
+    return x + 1
+
+
+@app.workflow()
+async def async_parent() -> list:
+    started = app.start(sync_child, 1)  # a sync call from the async body
+    queued = app.enqueue("default", sync_child, 2)
+    awaited = await async_child(3)
+    return [await asyncio.to_thread(started.result, 30), queued.workflow_id, awaited]
+
+
+def test_an_async_workflow_starts_and_enqueues_children(db):
+    out = app.start(async_parent, workflow_id="ap").result(timeout=30)
+    assert out == [10, "ap-2", 4]
+    with psycopg.connect(db) as conn:
+        kids = conn.execute("SELECT workflow_id FROM workflow.runs WHERE parent_id = 'ap' ORDER BY 1").fetchall()
+    assert kids == [("ap-1",), ("ap-2",), ("ap-3",)]

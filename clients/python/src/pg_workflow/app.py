@@ -224,8 +224,10 @@ class App(ClientCalls):
         self.launch()
         params = (wf.name, encoded, workflow_id, self.executor_id, secs(timeout), parent_id)
         parent = current.get()
-        if parent is not None and parent_id is not None:
+        if parent is not None and parent_id is not None and not parent.is_async:
             return parent.call(sql.START, params)  # on the parent's connection: a lost one replays it
+        # An async parent's AsyncConnection cannot run this sync call: a pooled connection
+        # does (the child's id is deterministic, so a retried or replayed start is one start).
         if conn is not None:
             try:
                 return conn.execute(sql.START, params).fetchone()

@@ -34,7 +34,7 @@ class ClientCalls:
                   priority, deduplication_id, partition_key, secs(delay), secs(timeout),
                   self.app_version, parent_id)
         parent = current.get()
-        if parent is not None and parent_id is not None:
+        if parent is not None and parent_id is not None and not parent.is_async:
             parent.call(sql.ENQUEUE, params)
         else:
             self.call_retrying(sql.ENQUEUE, params)

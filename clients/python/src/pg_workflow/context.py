@@ -40,6 +40,10 @@ class Run:
     def executor_id(self) -> str:
         return self.app.executor_id
 
+    @property
+    def is_async(self) -> bool:
+        return isinstance(self.conn, psycopg.AsyncConnection)
+
     def next_step(self) -> int:
         self.step += 1
         return self.step
