@@ -209,3 +209,30 @@ def test_an_async_workflow_starts_and_enqueues_children(db):
     with psycopg.connect(db) as conn:
         kids = conn.execute("SELECT workflow_id FROM workflow.runs WHERE parent_id = 'ap' ORDER BY 1").fetchall()
     assert kids == [("ap-1",), ("ap-2",), ("ap-3",)]
+
+
+bodies = []
+
+
+@app.workflow()
+def counted() -> str:
+    bodies.append(1)
+    import time
+    time.sleep(0.3)
+    return "once"
+
+
+def test_app_run_of_one_id_from_two_threads_runs_the_body_once(db):
+    import threading
+    bodies.clear()
+    barrier, results = threading.Barrier(2), []
+
+    def go():
+        barrier.wait()
+        results.append(app.run(counted, workflow_id="twice"))
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == ["once", "once"] and len(bodies) == 1

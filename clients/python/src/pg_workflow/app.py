@@ -258,28 +258,34 @@ class App(ClientCalls):
         if current.get() is not None:
             return self.start(fn, *args, workflow_id=workflow_id, timeout=timeout, **kwargs).result()
         workflow_id = workflow_id or str(uuid.uuid4())
-        if local_future(self, workflow_id) is not None:
-            return WorkflowHandle(self, workflow_id, local_future(self, workflow_id)).result()
         encoded = encode_input(wf.fn, args, kwargs, self.json_default)
-        with self.connection() as conn:  # one connection for start, every step and finish
-            status, output, error, last_step, claimed = self._start_row(
-                wf, encoded, workflow_id, timeout, None, conn)
-            if status in sql.TERMINAL:
-                return outcome(workflow_id, status, output, error)
-            if claimed:
-                future: Future = Future()
-                with self._local_lock:
-                    self._local[workflow_id] = future
-                try:
+        # Reserve the id in this process before START, as spawn does: two threads running the
+        # same id would both claim it (same executor) and run the body twice.
+        future: Future = Future()
+        with self._local_lock:
+            running = self._local.setdefault(workflow_id, future)
+        if running is not future:
+            return WorkflowHandle(self, workflow_id, running).result()
+        try:
+            with self.connection() as conn:  # one connection for start, every step and finish
+                status, output, error, last_step, claimed = self._start_row(
+                    wf, encoded, workflow_id, timeout, None, conn)
+                if status in sql.TERMINAL:
+                    return outcome(workflow_id, status, output, error)
+                if claimed:
                     value = execute(self, wf, workflow_id, encoded, last_step, conn if not conn.broken else None)
                     future.set_result(("SUCCESS", value))
                     return value
-                except Detached:
-                    future.set_result(None)
-                except BaseException as e:
-                    future.set_result(("ERROR", e.__pgwf_error__) if hasattr(e, "__pgwf_error__") else None)
-                    raise
-                finally:
-                    with self._local_lock:
-                        self._local.pop(workflow_id, None)
+        except Detached:
+            pass
+        except BaseException as e:
+            if not future.done():
+                future.set_result(("ERROR", e.__pgwf_error__) if hasattr(e, "__pgwf_error__") else None)
+            raise
+        finally:
+            if not future.done():
+                future.set_result(None)  # not run here: waiters read the outcome from the database
+            with self._local_lock:
+                if self._local.get(workflow_id) is future:
+                    del self._local[workflow_id]
         return WorkflowHandle(self, workflow_id).result()
