@@ -236,3 +236,27 @@ def test_app_run_of_one_id_from_two_threads_runs_the_body_once(db):
     for t in threads:
         t.join(60)
     assert results == ["once", "once"] and len(bodies) == 1
+
+
+tx_tries = []
+
+
+@app.transaction()
+async def conflicts_once(conn) -> int:
+    tx_tries.append(1)
+    await conn.execute("INSERT INTO taken_ledger VALUES ('async')")
+    if len(tx_tries) == 1:
+        raise psycopg.errors.SerializationFailure("could not serialize access (simulated)")
+    return len(tx_tries)
+
+
+@app.workflow()
+async def retries_its_transaction() -> int:
+    return await conflicts_once()
+
+
+def test_an_async_transaction_retries_a_serialization_failure(db):
+    tx_tries.clear()
+    assert app.start(retries_its_transaction).result(timeout=30) == 2
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM taken_ledger").fetchone()[0] == 1

@@ -175,31 +175,37 @@ def async_transaction(app: Any, name: str, fn: Callable) -> Callable:
             if found:
                 return value
         conn = run.conn
-        run.in_step = True
-        try:
-            async with conn.transaction():
-                value = await fn(conn, *args, **kwargs)
-                encoded = dumps(value, app.json_default, f"the return value of transaction {name}")
-                try:
-                    await conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None, run.executor_id))
-                except psycopg.Error as e:
-                    raise run.error(e, conn, sql.STEP_PUT) from e
-            return as_stored(value, encoded)
-        except StepTaken:  # rolled back: the checkpoint recorded first (and its effects) win
-            run.in_step = False
-            return await _recorded(run, n, name)
-        except STOP:
-            raise
-        except Exception as e:
-            if isinstance(e, psycopg.Error) and is_disconnect(e, conn):
-                raise ConnectionLost(str(e)) from e
-            run.in_step = False
-            taken, recorded_value = await _put(run, n, name, None, dumps(error_of(e)))
+        for attempt in range(5):
+            run.in_step = True
+            try:
+                async with conn.transaction():
+                    value = await fn(conn, *args, **kwargs)
+                    encoded = dumps(value, app.json_default, f"the return value of transaction {name}")
+                    try:
+                        await conn.execute(sql.STEP_PUT, (run.workflow_id, n, name, encoded, None,
+                                                          run.executor_id))
+                    except psycopg.Error as e:
+                        raise run.error(e, conn, sql.STEP_PUT) from e
+                return as_stored(value, encoded)
+            except StepTaken:  # rolled back: the checkpoint recorded first (and its effects) win
+                run.in_step = False
+                return await _recorded(run, n, name)
+            except STOP:
+                raise
+            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
+                if attempt < 4:
+                    continue  # everything rolled back: the transaction may simply run again
+                failure: BaseException = e
+            except Exception as e:
+                if isinstance(e, psycopg.Error) and is_disconnect(e, conn):
+                    raise ConnectionLost(str(e)) from e
+                failure = e
+            finally:
+                run.in_step = False
+            taken, recorded_value = await _put(run, n, name, None, dumps(error_of(failure)))
             if taken:
                 return recorded_value
-            raise
-        finally:
-            run.in_step = False
+            raise failure
     return call
 
 
