@@ -260,3 +260,43 @@ def test_an_async_transaction_retries_a_serialization_failure(db):
     assert app.start(retries_its_transaction).result(timeout=30) == 2
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM taken_ledger").fetchone()[0] == 1
+
+
+@app.step()
+async def slow_a() -> str:
+    await asyncio.sleep(0.05)
+    return "a"
+
+
+@app.step()
+async def slow_b() -> str:
+    await asyncio.sleep(0.05)
+    return "b"
+
+
+@app.workflow()
+async def gathers_steps() -> list:
+    a, b = await asyncio.gather(slow_a(), slow_b(), return_exceptions=True)
+    refused = isinstance(b, RuntimeError) and "one after another" in str(b)
+    return [a, "refused" if refused else repr(b), await slow_b()]
+
+
+@app.step()
+async def gathers_inside() -> list:
+    return list(await asyncio.gather(slow_a(), slow_b()))  # nested: plain calls
+
+
+@app.workflow()
+async def gathers_in_a_step() -> list:
+    return [await gathers_inside(), pw.step_id()]
+
+
+def test_concurrent_async_steps_of_one_run_are_refused(db):
+    # Two steps of one run in flight at once (asyncio.gather) shared the step counter and the
+    # in-step flag: the second ran unrecorded, and numbering depended on timing on replay.
+    assert app.start(gathers_steps, workflow_id="gather").result(timeout=30) == ["a", "refused", "b"]
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT step, step_name FROM workflow.steps WHERE workflow_id = 'gather' "
+                            "ORDER BY step").fetchall() == [(1, "slow_a"), (2, "slow_b")]
+    # Inside a step, concurrent inner steps are plain calls, as before.
+    assert app.start(gathers_in_a_step).result(timeout=30) == [["a", "b"], 1]

@@ -124,13 +124,34 @@ async def _put(run: Run, n: int, name: str, encoded: Any, error: Any) -> tuple[b
     return False, None
 
 
+def _take(run: Run, what: str) -> int:
+    """The next step number, for an async step or durable call that holds the run until it
+    returns (release with `run.busy = None`). One starting while another of the same run is in
+    flight (asyncio.gather, create_task) is refused: the numbers would depend on timing, so a
+    replay could give a checkpoint to the wrong step, and both would share the connection."""
+    if run.busy is not None:
+        raise RuntimeError(f"pg_workflow: {what} started while {run.busy} of the same workflow "
+                           f"({run.workflow_id}) is still running: the steps of one workflow must "
+                           f"be awaited one after another (not with asyncio.gather or create_task), "
+                           f"so that a replay numbers them the same; for concurrency, start child "
+                           f"workflows or gather inside one step")
+    run.busy = what
+    return run.next_step()
+
+
 def async_step(app: Any, name: str, fn: Callable, retries: int, backoff: float, rate: float) -> Callable:
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> Any:
         run = current.get()
         if run is None or run.in_step:
             return await fn(*args, **kwargs)
-        n = run.next_step()
+        n = _take(run, f"step {name}")
+        try:
+            return await checkpointed(run, n, args, kwargs)
+        finally:
+            run.busy = None
+
+    async def checkpointed(run: Run, n: int, args: tuple, kwargs: dict) -> Any:
         if run.replaying(n):
             found, value = await _replay(run, n, name)
             if found:
@@ -169,7 +190,13 @@ def async_transaction(app: Any, name: str, fn: Callable) -> Callable:
         if run is None or run.in_step:
             async with await _connect(app) as conn, conn.transaction():
                 return await fn(conn, *args, **kwargs)
-        n = run.next_step()
+        n = _take(run, f"transaction {name}")
+        try:
+            return await committed(run, n, args, kwargs)
+        finally:
+            run.busy = None
+
+    async def committed(run: Run, n: int, args: tuple, kwargs: dict) -> Any:
         if run.replaying(n):
             found, value = await _replay(run, n, name)
             if found:
@@ -222,26 +249,38 @@ async def sleep_async(seconds: float) -> None:
     if run is None or run.in_step:  # inside a step: a plain sleep, no step number
         await asyncio.sleep(seconds)
         return
-    n = run.next_step()
-    left = (await run.acall(sql.SLEEP, (run.workflow_id, n, secs(seconds), run.executor_id)))[0]
-    await asyncio.sleep(left)
+    n = _take(run, "sleep_async")
+    try:
+        left = (await run.acall(sql.SLEEP, (run.workflow_id, n, secs(seconds), run.executor_id)))[0]
+        await asyncio.sleep(left)
+    finally:
+        run.busy = None
 
 
 async def recv_async(topic: str | None = None, timeout: float = 60.0) -> Any:
     run = _need_run("recv_async")
-    n = run.next_step()
-    return (await run.acall(sql.RECV, (run.workflow_id, n, topic, secs(timeout), run.executor_id)))[0]
+    n = _take(run, "recv_async")
+    try:
+        return (await run.acall(sql.RECV, (run.workflow_id, n, topic, secs(timeout), run.executor_id)))[0]
+    finally:
+        run.busy = None
 
 
 async def set_event_async(key: str, value: Any) -> None:
     run = _need_run("set_event_async")
-    n = run.next_step()
-    await run.acall(sql.SET_EVENT, (run.workflow_id, n, key, dumps(value, run.app.json_default),
-                                    run.executor_id))
+    n = _take(run, "set_event_async")
+    try:
+        await run.acall(sql.SET_EVENT, (run.workflow_id, n, key, dumps(value, run.app.json_default),
+                                        run.executor_id))
+    finally:
+        run.busy = None
 
 
 async def send_async(destination_id: str, message: Any, topic: str | None = None) -> None:
     run = _need_run("send_async")
-    n = run.next_step()
-    await run.acall(sql.SEND, (destination_id, dumps(message, run.app.json_default), topic,
-                               f"{run.workflow_id}:{n}"))
+    n = _take(run, "send_async")
+    try:
+        await run.acall(sql.SEND, (destination_id, dumps(message, run.app.json_default), topic,
+                                   f"{run.workflow_id}:{n}"))
+    finally:
+        run.busy = None

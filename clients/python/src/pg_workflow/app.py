@@ -215,6 +215,9 @@ class App(ClientCalls):
         replay names the same child and starts it once."""
         parent = current.get()
         if parent is not None and not parent.in_step:
+            if parent.busy is not None:  # an async parent with a step in flight (asyncio.gather)
+                from .aio import _take
+                _take(parent, "a child start")  # raises
             n = parent.next_step()
             return workflow_id or f"{parent.workflow_id}-{n}", parent.workflow_id
         return workflow_id or str(uuid.uuid4()), None

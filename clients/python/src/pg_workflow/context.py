@@ -10,6 +10,10 @@ import psycopg
 from . import sql
 from .errors import ConnectionLost, StepTaken, translate
 
+# The run whose async step (or transaction) body this asyncio context is running: tasks a step
+# body creates inherit it (their steps are plain calls), sibling tasks of the workflow body do not.
+_stepping: contextvars.ContextVar[Any] = contextvars.ContextVar("pg_workflow_stepping", default=None)
+
 
 def is_disconnect(e: BaseException, conn: Any) -> bool:
     """A lost server (restart, failover, network), as opposed to an error of the call itself."""
@@ -31,10 +35,26 @@ class Run:
     conn: Any  # psycopg.Connection, or AsyncConnection for an async body
     last_step: int
     step: int = 0
-    in_step: bool = False
+    sync_in_step: bool = False
     cursor: Any = None
     sync_conn: Any = None  # a sync step inside an async body borrows a pooled connection
     extra: dict = field(default_factory=dict)
+    busy: Optional[str] = None  # the async step (or durable call) of this run in flight
+
+    @property
+    def in_step(self) -> bool:
+        """Inside a step's or transaction's body (whose durable calls are plain calls or refused).
+        An async run keeps it per asyncio context: a sibling task is not inside the step."""
+        if self.is_async:
+            return _stepping.get() is self
+        return self.sync_in_step
+
+    @in_step.setter
+    def in_step(self, value: bool) -> None:
+        if self.is_async:
+            _stepping.set(self if value else None)
+        else:
+            self.sync_in_step = value
 
     @property
     def executor_id(self) -> str:
