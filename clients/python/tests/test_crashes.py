@@ -161,3 +161,29 @@ def test_a_server_restart_under_a_running_worker(pgwf_dsn):
             assert after.result(timeout=120) == ["before", "across", "before"]
         finally:
             worker.stop()
+
+
+def test_a_second_sigterm_exits_a_draining_worker_at_once(pgwf_dsn, tmp_path):
+    # The drain waits for the run blocked at its gate; a second SIGTERM used to be ignored.
+    ledger_table(pgwf_dsn)
+    with bound(crash_app.app, pgwf_dsn):
+        h = crash_app.app.enqueue("default", crash_app.order, "o-3", str(tmp_path))
+        worker = spawn_worker(pgwf_dsn, f"twice-{uuid.uuid4().hex[:8]}", "default")
+        try:
+            wait_until(lambda: reached(tmp_path), what="the run to reach its gate")
+            worker.send_signal(signal.SIGTERM)
+            # Signals sent back to back may reach Python as one: repeat until one is the second.
+            def exited():
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    return worker.wait(0.5) is not None
+                except subprocess.TimeoutExpired:
+                    return False
+            wait_until(exited, what="a second SIGTERM to exit the draining worker")
+            assert worker.returncode == 128 + signal.SIGTERM
+            assert h.status() == "PENDING", "the run in flight stays PENDING for recovery"
+        finally:
+            (tmp_path / "open").touch()
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(60)

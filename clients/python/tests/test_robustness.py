@@ -7,6 +7,7 @@ import pytest
 
 import pg_workflow as pw
 from pg_workflow.testing import bound
+from sdk_support import wait_until
 
 app = pw.App()
 DSN = {}
@@ -300,3 +301,26 @@ def test_concurrent_async_steps_of_one_run_are_refused(db):
                             "ORDER BY step").fetchall() == [(1, "slow_a"), (2, "slow_b")]
     # Inside a step, concurrent inner steps are plain calls, as before.
     assert app.start(gathers_in_a_step).result(timeout=30) == [["a", "b"], 1]
+
+
+@app.workflow()
+def waits_for_go() -> str:
+    return pw.recv("go", timeout=120)
+
+
+def test_worker_stop_honours_its_timeout(db):
+    # stop(timeout=...) used to wait for the runs in flight however long they took (here a
+    # recv of up to 120s). Now it returns after the timeout; the run goes on meanwhile.
+    import threading
+    h = app.enqueue("default", waits_for_go)
+    worker = app.worker(queues=["default"], concurrency=2).start()
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": 0.2}, daemon=True)
+    try:
+        wait_until(lambda: h.status() == "PENDING", what="the run to be claimed")
+        stopper.start()
+        stopper.join(60)
+        assert not stopper.is_alive(), "stop(timeout=0.2) returned"
+        assert h.status() == "PENDING", "the run was still in flight"
+    finally:
+        app.send(h.workflow_id, "go", topic="go")
+    assert h.result(timeout=60) == "go"

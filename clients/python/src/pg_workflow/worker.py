@@ -3,13 +3,18 @@
 One dispatcher thread per queue holds its own connection for dequeue (which waits on the
 server up to `poll` seconds); each claimed run executes in a pool thread on a pooled
 connection. At start, the worker takes back the runs this executor owned when its process
-died (same executor_id): they resume from their last checkpoint."""
+died (same executor_id): they resume from their last checkpoint.
+
+Runs execute in daemon threads, so that a stop whose drain deadline passes (or a second
+SIGTERM/SIGINT) lets the process exit while runs wait in pw.sleep or recv: those are left
+PENDING and resume elsewhere when this executor's lease expires, or here when a worker with
+the same executor_id starts again."""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any, Optional
 
 import psycopg
@@ -42,7 +47,8 @@ class Worker:
         self.app, self.queues, self.concurrency, self.poll = app, queues, concurrency, poll
         self._slots = threading.Semaphore(concurrency)
         self._stopping = threading.Event()
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._runs: set[threading.Thread] = set()  # runs in flight, one daemon thread each
+        self._runs_lock = threading.Lock()
         self._dispatchers: list[threading.Thread] = []
         self.error: Optional[BaseException] = None  # a fatal error of a dispatcher (unknown queue)
 
@@ -51,7 +57,6 @@ class Worker:
     def start(self) -> "Worker":
         """Runs in background threads; returns at once. Works from any thread."""
         self.app.launch()
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgwf-run")
         self._recover_own_runs()
         for queue in self.queues:
             t = threading.Thread(target=self._dispatch, args=(queue,), name=f"pgwf-dequeue-{queue}",
@@ -61,27 +66,59 @@ class Worker:
         return self
 
     def stop(self, drain: bool = True, timeout: Optional[float] = None) -> None:
-        """Stops dequeuing; with drain, waits for the runs in flight to end."""
+        """Stops dequeuing; with drain, waits for the runs in flight to end, for at most
+        `timeout` seconds when given (None: however long they take, pw.sleep and recv
+        included). Runs still in flight when it returns go on in their daemon threads until
+        the process exits; then they stay PENDING until this executor's lease expires (the
+        server puts them back on their queue) or a worker with this executor_id starts."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+        def left(cap: Optional[float] = None) -> Optional[float]:
+            if deadline is None:
+                return cap
+            rest = max(0.0, deadline - time.monotonic())
+            return rest if cap is None else min(rest, cap)
         self._stopping.set()
         for t in self._dispatchers:
-            t.join(self.poll + 30)
-        if self._pool is not None:
-            self._pool.shutdown(wait=drain)
-        if timeout is not None:
-            pass  # runs in flight past the drain are left PENDING: recovery hands them back
+            t.join(left(self.poll + 30))
+        if not drain:
+            return
+        while True:
+            with self._runs_lock:
+                runs = list(self._runs)
+            if not runs:
+                return
+            for t in runs:
+                t.join(left())
+            if deadline is not None and time.monotonic() >= deadline:
+                with self._runs_lock:
+                    if self._runs:
+                        log.warning("worker %s stops with %d run(s) in flight: they stay PENDING and "
+                                    "resume after its lease expires (or when it restarts)",
+                                    self.app.executor_id, len(self._runs))
+                return
 
-    def run(self) -> None:
-        """Blocks until SIGTERM or SIGINT (main thread) or stop(), then drains and returns."""
+    def run(self, drain_timeout: Optional[float] = None) -> None:
+        """Blocks until SIGTERM or SIGINT (main thread) or stop(), then drains (for at most
+        drain_timeout seconds, when given) and returns. A second SIGTERM or SIGINT during the
+        drain exits at once (SystemExit 128 + signal number); the runs in flight stay PENDING."""
         previous = {}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            if self._stopping.is_set():  # the second one (or one during a stop)
+                log.warning("worker %s: second signal, exiting without waiting for its runs",
+                            self.app.executor_id)
+                raise SystemExit(128 + signum)
+            self._stopping.set()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                previous[sig] = signal.signal(sig, lambda *_: self._stopping.set())
+                previous[sig] = signal.signal(sig, on_signal)
         try:
             self.start()
             while not self._stopping.wait(0.5):
                 pass
             log.info("worker %s draining", self.app.executor_id)
-            self.stop(drain=True)
+            self.stop(drain=True, timeout=drain_timeout)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -101,8 +138,11 @@ class Worker:
             self._submit(workflow_id, name, input_json, None)
 
     def _submit(self, workflow_id: str, name: str, input_json: Any, last_step: Optional[int]) -> None:
-        assert self._pool is not None
-        self._pool.submit(self._execute, workflow_id, name, input_json, last_step)
+        t = threading.Thread(target=self._execute, args=(workflow_id, name, input_json, last_step),
+                             name=f"pgwf-run-{workflow_id}"[:60], daemon=True)
+        with self._runs_lock:
+            self._runs.add(t)
+        t.start()
 
     def _execute(self, workflow_id: str, name: str, input_json: Any, last_step: Optional[int]) -> None:
         try:
@@ -122,6 +162,8 @@ class Worker:
         except Exception:
             log.exception("run %s could not be executed", workflow_id)
         finally:
+            with self._runs_lock:
+                self._runs.discard(threading.current_thread())
             self._slots.release()
 
     def _dispatch(self, queue: str) -> None:
