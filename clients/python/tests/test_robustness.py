@@ -324,3 +324,46 @@ def test_worker_stop_honours_its_timeout(db):
     finally:
         app.send(h.workflow_id, "go", topic="go")
     assert h.result(timeout=60) == "go"
+
+
+KEEPALIVES = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+
+
+def test_every_connection_asks_for_tcp_keepalives(db, monkeypatch):
+    # Without keepalives a peer that vanishes without a reset (failover, partition) blocked a
+    # call for the kernel's ~15 minutes. libpq ignores them on unix sockets (as here).
+    from pg_workflow import aio
+    from pg_workflow.executor import Heartbeat
+    with app.connection() as conn:
+        params = conn.info.get_parameters()
+    assert params["keepalives"] == "1" and all(k in params for k in KEEPALIVES), params
+    conn = asyncio.run(aio._connect(app))
+    try:
+        assert all(k in conn.info.get_parameters() for k in KEEPALIVES)
+    finally:
+        asyncio.run(conn.close())
+    seen = []
+    real = psycopg.connect
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(psycopg, "connect", spy)
+    worker = app.worker(queues=["default"], concurrency=2, poll=0.1).start()  # its dequeue connection
+    beat = Heartbeat(app, 0.15)  # its own connection, at the first beat
+    try:
+        wait_until(lambda: len(seen) >= 2 and beat._conn is not None, what="both connections")
+    finally:
+        beat.stop()
+        worker.stop()
+    assert len(seen) >= 2 and all(kw.get("keepalives") == 1 and all(k in kw for k in KEEPALIVES)
+                                  for kw in seen), seen
+
+
+def test_keepalive_settings_can_be_overridden():
+    tuned = pw.App("host=db.example keepalives_idle=5", keepalives_idle=99, keepalives_count=7,
+                   tcp_user_timeout=0)
+    kwargs = tuned.connect_kwargs()
+    assert "keepalives_idle" not in kwargs, "the DSN's own value wins"
+    assert kwargs["keepalives_count"] == 7 and kwargs["tcp_user_timeout"] == 0
+    assert "keepalives" not in pw.App("host=db", keepalives=False).connect_kwargs()

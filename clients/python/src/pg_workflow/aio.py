@@ -23,7 +23,8 @@ from .steps import STOP, not_in_step, secs
 
 
 async def _connect(app: Any) -> psycopg.AsyncConnection:
-    return await psycopg.AsyncConnection.connect(app.dsn, autocommit=True, prepare_threshold=0)
+    return await psycopg.AsyncConnection.connect(app.dsn, autocommit=True, prepare_threshold=0,
+                                                 **app.connect_kwargs())
 
 
 async def _fail_run(run: Run, e: BaseException) -> dict:

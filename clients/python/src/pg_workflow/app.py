@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import sql
@@ -61,13 +62,20 @@ class App(ClientCalls):
 
     def __init__(self, dsn: Optional[str] = None, executor_id: Optional[str] = None,
                  app_version: Optional[str] = None, *, json_default: Optional[Encoder] = None,
-                 pool_size: int = 64, reconnect_timeout: float = 300.0):
+                 pool_size: int = 64, reconnect_timeout: float = 300.0, keepalives: bool = True,
+                 keepalives_idle: int = 30, keepalives_interval: int = 10, keepalives_count: int = 3,
+                 tcp_user_timeout: int = 60_000):
         self.dsn = dsn
         self.executor_id = executor_id or default_executor_id()
         self.app_version = app_version
         self.json_default = json_default  # json.dumps(default=...) for types JSON lacks
         self.pool_size = pool_size
         self.reconnect_timeout = reconnect_timeout  # how long a call retries a lost server
+        # TCP keepalives (seconds) and tcp_user_timeout (ms): a peer gone without a reset
+        # (failover, partition) is noticed in about a minute, not the kernel's ~15.
+        self.keepalives = keepalives
+        self.keepalives_idle, self.keepalives_interval = keepalives_idle, keepalives_interval
+        self.keepalives_count, self.tcp_user_timeout = keepalives_count, tcp_user_timeout
         self._workflows: dict[str, WorkflowDef] = {}
         self._lock = threading.RLock()
         self._pool: Optional[ConnectionPool] = None
@@ -130,6 +138,22 @@ class App(ClientCalls):
 
     # -- connections -----------------------------------------------------------------------
 
+    def connect_kwargs(self) -> dict:
+        """The libpq options every connection of this App adds to its DSN: TCP keepalives and
+        tcp_user_timeout, except those the DSN sets itself (libpq ignores them on unix sockets)."""
+        if not self.keepalives:
+            return {}
+        try:
+            given = conninfo_to_dict(self.dsn or "")
+        except psycopg.Error:
+            given = {}
+        if str(given.get("keepalives", "1")) == "0":
+            return {}
+        options = {"keepalives": 1, "keepalives_idle": self.keepalives_idle,
+                   "keepalives_interval": self.keepalives_interval,
+                   "keepalives_count": self.keepalives_count, "tcp_user_timeout": self.tcp_user_timeout}
+        return {k: v for k, v in options.items() if k not in given}
+
     def pool(self) -> ConnectionPool:
         with self._lock:
             if self._pool is None:
@@ -137,7 +161,7 @@ class App(ClientCalls):
                     raise RuntimeError("App has no dsn: pw.App(dsn) or app.dsn = ... before use")
                 self._pool = ConnectionPool(
                     self.dsn, min_size=1, max_size=self.pool_size, open=True, name="pg_workflow",
-                    kwargs={"autocommit": True, "prepare_threshold": 0})
+                    kwargs={"autocommit": True, "prepare_threshold": 0, **self.connect_kwargs()})
             return self._pool
 
     @contextlib.contextmanager

@@ -29,7 +29,8 @@ class Heartbeat:
 
     def _beat(self) -> None:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.app.dsn, autocommit=True, connect_timeout=10)
+            self._conn = psycopg.connect(self.app.dsn, autocommit=True, connect_timeout=10,
+                                         **self.app.connect_kwargs())
         try:
             self.lease = self._conn.execute(sql.HEARTBEAT, (self.app.executor_id,)).fetchone()[0]
         except psycopg.Error as e:

@@ -179,7 +179,7 @@ class Worker:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.app.dsn, autocommit=True, prepare_threshold=0,
-                                           connect_timeout=10)
+                                           connect_timeout=10, **self.app.connect_kwargs())
                 rows = conn.execute(sql.DEQUEUE, (queue, self.app.executor_id, taken,
                                                   secs(self.poll))).fetchall()
                 delay = 0.05
