@@ -51,7 +51,6 @@ impl Limits {
     }
 }
 
-#[derive(Clone)]
 struct Entry {
     queue: String,
     epoch: u64,
@@ -84,10 +83,9 @@ pub fn limits_promoting_due(c: &Conn, queue: &str) -> Result<(Limits, Option<i64
     // SAFETY: reads the clock.
     let now = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
     let epoch = wake::epoch(config_slot(queue));
-    if let Some(e) = CACHE.find(queue).filter(|e| Some(e.epoch) == epoch) {
-        if e.next_due.is_none_or(|due| now < due) {
-            return Ok((e.limits, e.next_due));
-        }
+    let fresh = |e: &Entry| Some(e.epoch) == epoch && e.next_due.is_none_or(|due| now < due);
+    if let Some(cached) = CACHE.with(queue, |e| fresh(e).then(|| (e.limits.clone(), e.next_due))).flatten() {
+        return Ok(cached);
     }
     let rows = SETTINGS.run(c, &[text_datum(queue)]);
     if rows.is_empty() {

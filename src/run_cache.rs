@@ -14,7 +14,6 @@ use crate::tx_cache::{self, TxCache};
 use crate::wake;
 use pgrx::pg_sys;
 
-#[derive(Clone)]
 struct Entry {
     workflow_id: String,
     slot: usize,
@@ -74,13 +73,12 @@ pub fn is_known_live(workflow_id: &str, executor: Option<&str>) -> bool {
     if !read_committed() {
         return false;
     }
-    let Some(e) = CACHE.find(workflow_id) else { return false };
-    if wake::epoch(e.slot) != Some(e.epoch) {
-        return false;
-    }
-    if executor.is_some() && e.owner.as_deref() != executor {
-        return false;
-    }
-    // SAFETY: reads the clock.
-    e.deadline.is_none_or(|deadline| unsafe { pg_sys::GetCurrentTimestamp() } < deadline)
+    CACHE
+        .with(workflow_id, |e| {
+            wake::epoch(e.slot) == Some(e.epoch)
+                && (executor.is_none() || e.owner.as_deref() == executor)
+                // SAFETY: reads the clock.
+                && e.deadline.is_none_or(|deadline| unsafe { pg_sys::GetCurrentTimestamp() } < deadline)
+        })
+        .unwrap_or(false)
 }

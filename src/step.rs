@@ -4,7 +4,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Field, Record};
 use crate::spi::{self, Conn, Out, Statement, INT4, JSONB, TEXT};
 use crate::workflow::why_not_running;
-use crate::{run_cache, sql_function};
+use crate::{run_cache, sql, sql_function};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
@@ -18,20 +18,18 @@ static PUT: Statement = Statement::new(
 );
 
 /// Whether the run may take steps, and who owns it, when `run_cache` does not already know.
-static LIVE: Statement = Statement::new(
-    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline, executor_id
-        FROM workflow.run WHERE workflow_id = $1",
-    &[TEXT],
-);
+macro_rules! live {
+    () => {
+        "SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline, executor_id
+           FROM workflow.run WHERE workflow_id = $1"
+    };
+}
+static LIVE: Statement = Statement::new(sql!(live!()), &[TEXT]);
 
 /// The same under REPEATABLE READ or SERIALIZABLE, where the snapshot may predate a cancel or
 /// a takeover: the share lock raises a serialization failure (40001) if the run changed since,
 /// and holds off such changes until this transaction ends.
-static LIVE_LOCKED: Statement = Statement::new(
-    c"SELECT status = 'PENDING' AND (deadline IS NULL OR deadline > now()), deadline, executor_id
-        FROM workflow.run WHERE workflow_id = $1 FOR SHARE",
-    &[TEXT],
-);
+static LIVE_LOCKED: Statement = Statement::new(sql!(live!(), " FOR SHARE"), &[TEXT]);
 
 static GET: Statement = Statement::new(
     c"SELECT r.status, r.status = 'PENDING' AND r.deadline <= now(), c.step_name, c.output, c.error

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
 /// What a cache holds: one entry per key.
-pub trait Entry: Clone + 'static {
+pub trait Entry: 'static {
     fn key(&self) -> &str;
 }
 
@@ -39,13 +39,14 @@ impl<E: Entry> TxCache<E> {
         }
     }
 
-    /// The latest entry for `key`: this transaction's own first, then the committed one.
-    pub fn find(&self, key: &str) -> Option<E> {
+    /// `look` applied to the latest entry for `key` (this transaction's own first, then the
+    /// committed one), without copying it: a step checks its run here on every call.
+    pub fn with<R>(&self, key: &str, look: impl FnOnce(&E) -> R) -> Option<R> {
         let staged = self.staged.borrow();
         if let Some((_, e)) = staged.iter().rev().find(|(_, e)| e.key() == key) {
-            return Some(e.clone());
+            return Some(look(e));
         }
-        self.committed.borrow().iter().find(|e| e.key() == key).cloned()
+        self.committed.borrow().iter().find(|e| e.key() == key).map(look)
     }
 
     /// Stages `entry`: it becomes a cached fact only if the current transaction commits.

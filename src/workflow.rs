@@ -226,7 +226,6 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
     let run_version = run.text(0, 7);
     let other_version = executor.is_some() && run_version.is_some() && run_version != caller_version;
     let last_step = LAST_STEP.run(c, &[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
-    let epoch = run_cache::epoch_now(workflow_id);
     let (claimed, queue) = match status.as_str() {
         _ if other_version => {
             return Ok(start_row(workflow_id, &status, run.varlena(0, 4), run.varlena(0, 5), last_step, false));
@@ -250,11 +249,10 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
         }
     };
     let status = claimed.text(0, 1).unwrap_or_default();
-    // A takeover ends the previous owner's cached claim everywhere and may free a queue slot.
+    // A takeover ends the previous owner's cached claim everywhere (its epoch moves at our
+    // commit, so there is nothing for this backend to remember either: the next step reads
+    // the run once) and may free a queue slot.
     announce(workflow_id, queue.as_deref());
-    if status == "PENDING" {
-        run_cache::remember(workflow_id, epoch, claimed.int8(0, 2), executor);
-    }
     Ok(start_row(workflow_id, &status, None, None, last_step, status == "PENDING"))
 }
 
