@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 dir=/tmp/pg_workflow_bench; port=5497
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 bash scripts/install-deps.sh
 # A running server may have the old library mapped: unlink it, never overwrite it in place.

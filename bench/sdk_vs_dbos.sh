@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${N:-300}; rounds=${ROUNDS:-3}
 dir=/tmp/pg_workflow_sdkbench; port=5489
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 venv=bench/.venv   # git-ignored
 py=$venv/bin/python
 began=$(date +%s)

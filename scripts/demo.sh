@@ -4,7 +4,7 @@
 # survives a crash. Idempotent: a second run is fast and safe. Leaves the server running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 dir=${PGWF_DEMO_DIR:-/tmp/pg_workflow_demo}
 port=${PGWF_DEMO_PORT:-5499}
 

@@ -7,7 +7,7 @@
 # At the first start: PGWF_PRELOAD=0 leaves pg_workflow out of shared_preload_libraries;
 # PGWF_CONF adds lines to postgresql.conf (e.g. "workflow.scheduler_workers = 4").
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?start|stop|restart}; dir=${2:?data dir parent}; port=${3:-5499}
 as_pg() { sudo -u postgres "$@"; }
 

@@ -5,7 +5,7 @@
 # README's Command 2; .ci/run calls it. Safe to run while the demo server is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=/usr/lib/postgresql/15/bin
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$BIN/pg_config
 dir=${PGWF_TEST_DIR:-/tmp/pg_workflow_test}
 port=5498

@@ -19,6 +19,7 @@ mod recovery;
 mod run_cache;
 mod schedule;
 mod spi;
+mod sql_worker;
 mod step;
 mod tick;
 mod tx_cache;

@@ -105,6 +105,12 @@ pub fn scheduler_slot() -> usize {
     slot_of("scheduler", "")
 }
 
+/// The slot that an enqueue of a SQL workflow's run notifies: the SQL workers of every
+/// database sleep on it (a wake-up meant for another database costs them one query).
+pub fn sql_slot() -> usize {
+    slot_of("sql runs", "")
+}
+
 /// Which slot a key sleeps on. Stable across processes: the hasher has fixed keys.
 pub fn slot_of(kind: &str, key: &str) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();

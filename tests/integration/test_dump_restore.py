@@ -1,6 +1,7 @@
 """pg_dump -Fc and pg_restore into a new database: every row of every table comes back, the
 default queue keeps its custom limits, and the restored database works, sends included (message
 ids must continue after the restored ones, not start again at 1)."""
+import os
 import subprocess
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
 
 SOURCE, RESTORED = "dump_source", "dump_restored"
-BIN = "/usr/lib/postgresql/15/bin"  # the server's own version
+BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")  # the server's own version
 def fill(db):
     """Runs in every state that survives a restore as it is, with everything they own."""
     db.execute("SELECT workflow.register_executor('ex-1', 'v1')")

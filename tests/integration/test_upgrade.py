@@ -1,6 +1,7 @@
 """ALTER EXTENSION pg_workflow UPDATE from the frozen 0.1.0: the data stays and works, and the
 upgraded schema is exactly a fresh install's (pg_dump, init privileges, config dump tables)."""
 import difflib
+import os
 import re
 import subprocess
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
 
 OLD, FRESH = "upgrade_old", "upgrade_fresh"
-PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"  # the server's own version
+PG_DUMP = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin") + "/pg_dump"  # the server's own version
 def fill_through_the_0_1_0_api(db):
     """0.1.0 declarations served by the new .so, except start and enqueue: the new library's
     statements for those write 0.2.0's columns (app_version, parent_id), so their rows are
