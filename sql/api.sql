@@ -197,3 +197,17 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'wf_gc_procedure';
 COMMENT ON PROCEDURE workflow.gc(interval, bigint) IS
   'CALL workflow.gc(''30 days''): deletes finished runs older than older_than in batches of 1000, committing after each; returns how many runs.';
 
+
+-- sql_workflow.rs -----------------------------------------------------------------------
+
+CREATE FUNCTION workflow.define(name text, steps text[], max_attempts int DEFAULT 3,
+                                backoff interval DEFAULT '10 s', timeout interval DEFAULT NULL,
+                                run_as text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_define';
+COMMENT ON FUNCTION workflow.define(text, text[], int, interval, interval, text) IS
+  'Creates or replaces a SQL workflow: steps run by the server''s SQL workers as run_as (default: the caller; never a superuser), $1 = input, $2 = earlier outputs.';
+
+CREATE FUNCTION workflow.undefine(name text)
+RETURNS bool LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_undefine';
+COMMENT ON FUNCTION workflow.undefine(text) IS
+  'Removes a SQL workflow; false if there was none. Started runs finish with the steps they started with.';

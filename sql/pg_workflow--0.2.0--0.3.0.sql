@@ -1,3 +1,66 @@
 -- pg_workflow 0.2.0 -> 0.3.0. Every schema change since 0.2.0 lands here in the same commit as
 -- the change itself; tests/integration/test_upgrade.py shows upgraded = fresh (pg_dump -s).
 \echo Use "ALTER EXTENSION pg_workflow UPDATE TO '0.3.0'" to load this file. \quit
+
+-- SQL workflows (define, the SQL workers) ----------------------------------------------
+-- SQL workflows: workflows whose steps are SQL statements, run by the server's SQL workers
+-- as a role that is never a superuser. define() replaces a definition; runs keep the one
+-- they started with (sql_run).
+CREATE TABLE workflow.sql_workflow (
+    name         text COLLATE "C" PRIMARY KEY,
+    steps        text[] NOT NULL,
+    max_attempts int NOT NULL,        -- attempts per step
+    backoff      interval NOT NULL,   -- before the 2nd attempt; doubles after each failure
+    timeout      interval,            -- the runs' timeout when enqueue gives none
+    run_as       regrole NOT NULL,    -- regrole: follows a rename, dumps as the role's name
+    defined_by   regrole NOT NULL,    -- who defined it; must still be able to SET ROLE run_as
+    defined_at   timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('workflow.sql_workflow', '');
+
+-- The definition a SQL run executes, copied at its first claim, and the failures of the step
+-- it is on. resume() drops the copy, so a resumed run takes the current definition.
+CREATE TABLE workflow.sql_run (
+    workflow_id  text COLLATE "C" PRIMARY KEY,
+    steps        text[] NOT NULL,
+    max_attempts int NOT NULL,
+    backoff      interval NOT NULL,
+    run_as       regrole NOT NULL,
+    defined_by   regrole NOT NULL,
+    failed_step  int,                 -- the step whose failed attempts `failures` counts
+    failures     int NOT NULL DEFAULT 0
+);
+SELECT pg_catalog.pg_extension_config_dump('workflow.sql_run', '');
+
+-- SQL runs are marked app_version = 'pg_workflow:sql' (only SQL workers claim them); the SQL
+-- workers find the queues that hold some through this index.
+CREATE INDEX ready_sql ON workflow.ready (queue) WHERE app_version = 'pg_workflow:sql';
+
+-- sql_workflow.rs -----------------------------------------------------------------------
+
+CREATE FUNCTION workflow.define(name text, steps text[], max_attempts int DEFAULT 3,
+                                backoff interval DEFAULT '10 s', timeout interval DEFAULT NULL,
+                                run_as text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_define';
+COMMENT ON FUNCTION workflow.define(text, text[], int, interval, interval, text) IS
+  'Creates or replaces a SQL workflow: steps run by the server''s SQL workers as run_as (default: the caller; never a superuser), $1 = input, $2 = earlier outputs.';
+
+CREATE FUNCTION workflow.undefine(name text)
+RETURNS bool LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_undefine';
+COMMENT ON FUNCTION workflow.undefine(text) IS
+  'Removes a SQL workflow; false if there was none. Started runs finish with the steps they started with.';
+
+CREATE VIEW workflow.sql_workflows AS
+SELECT name, steps, pg_catalog.array_length(steps, 1) AS step_count, max_attempts, backoff, timeout,
+       run_as, defined_by, defined_at
+FROM workflow.sql_workflow;
+COMMENT ON VIEW workflow.sql_workflows IS 'SQL workflows: the steps the server''s SQL workers run, and as whom.';
+
+REVOKE ALL ON FUNCTION workflow.define(text, text[], int, interval, interval, text), workflow.undefine(text) FROM PUBLIC;
+REVOKE ALL ON workflow.sql_workflow, workflow.sql_run, workflow.sql_workflows FROM PUBLIC;
+
+-- SQL workflows: admins define them, readers see them.
+GRANT SELECT ON workflow.sql_workflows TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.define(text, text[], int, interval, interval, text),
+    workflow.undefine(text)
+  TO workflow_admin;

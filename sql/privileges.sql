@@ -47,3 +47,9 @@ GRANT EXECUTE ON FUNCTION
     workflow.tick()
   TO workflow_admin;
 GRANT EXECUTE ON PROCEDURE workflow.gc(interval, bigint) TO workflow_admin;
+
+-- SQL workflows: admins define them, readers see them.
+GRANT SELECT ON workflow.sql_workflows TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.define(text, text[], int, interval, interval, text),
+    workflow.undefine(text)
+  TO workflow_admin;

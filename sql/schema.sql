@@ -198,3 +198,36 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.event_history', '');
 
 -- gc() finds finished runs by age.
 CREATE INDEX run_finished ON workflow.run (finished_at) WHERE finished_at IS NOT NULL;
+
+-- SQL workflows: workflows whose steps are SQL statements, run by the server's SQL workers
+-- as a role that is never a superuser. define() replaces a definition; runs keep the one
+-- they started with (sql_run).
+CREATE TABLE workflow.sql_workflow (
+    name         text COLLATE "C" PRIMARY KEY,
+    steps        text[] NOT NULL,
+    max_attempts int NOT NULL,        -- attempts per step
+    backoff      interval NOT NULL,   -- before the 2nd attempt; doubles after each failure
+    timeout      interval,            -- the runs' timeout when enqueue gives none
+    run_as       regrole NOT NULL,    -- regrole: follows a rename, dumps as the role's name
+    defined_by   regrole NOT NULL,    -- who defined it; must still be able to SET ROLE run_as
+    defined_at   timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('workflow.sql_workflow', '');
+
+-- The definition a SQL run executes, copied at its first claim, and the failures of the step
+-- it is on. resume() drops the copy, so a resumed run takes the current definition.
+CREATE TABLE workflow.sql_run (
+    workflow_id  text COLLATE "C" PRIMARY KEY,
+    steps        text[] NOT NULL,
+    max_attempts int NOT NULL,
+    backoff      interval NOT NULL,
+    run_as       regrole NOT NULL,
+    defined_by   regrole NOT NULL,
+    failed_step  int,                 -- the step whose failed attempts `failures` counts
+    failures     int NOT NULL DEFAULT 0
+);
+SELECT pg_catalog.pg_extension_config_dump('workflow.sql_run', '');
+
+-- SQL runs are marked app_version = 'pg_workflow:sql' (only SQL workers claim them); the SQL
+-- workers find the queues that hold some through this index.
+CREATE INDEX ready_sql ON workflow.ready (queue) WHERE app_version = 'pg_workflow:sql';

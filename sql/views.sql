@@ -64,3 +64,9 @@ SELECT destination_id AS workflow_id, nullif(topic, '') AS topic, count(*) AS me
 FROM workflow.message WHERE consumed_at IS NULL
 GROUP BY destination_id, topic;
 COMMENT ON VIEW workflow.pending_messages IS 'Messages sent but not yet received, per workflow and topic.';
+
+CREATE VIEW workflow.sql_workflows AS
+SELECT name, steps, pg_catalog.array_length(steps, 1) AS step_count, max_attempts, backoff, timeout,
+       run_as, defined_by, defined_at
+FROM workflow.sql_workflow;
+COMMENT ON VIEW workflow.sql_workflows IS 'SQL workflows: the steps the server''s SQL workers run, and as whom.';

@@ -20,7 +20,7 @@ use crate::queue;
 use crate::queue_cache::{self, Limits};
 use crate::spi::{self, Conn, Statement, INT4, TEXT};
 use crate::workflow::needs_read_committed;
-use crate::{sql, sql_function, wake};
+use crate::{sql, sql_app_version, sql_function, wake};
 use pgrx::pg_sys::{self, INT8OID as INT8};
 use pgrx::IntoDatum;
 use std::time::{Duration, Instant};
@@ -73,38 +73,52 @@ macro_rules! mark_taken_pending {
     };
 }
 
-/// Takes the first ready rows that no other dequeuer has locked, and marks their runs PENDING.
-static CLAIM: Statement = Statement::new(
-    sql!("WITH taken AS (
+/// Which ready rows an executor may claim. An application executor: runs of its own
+/// app_version, or of none. A SQL worker: the runs of SQL workflows only.
+macro_rules! app_runs {
+    () => {
+        "EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
+         AND (app_version IS NULL
+              OR app_version = (SELECT e.app_version FROM workflow.executor e WHERE e.executor_id = $2))"
+    };
+}
+macro_rules! sql_runs {
+    () => {
+        concat!("app_version = '", sql_app_version!(), "'")
+    };
+}
+
+/// Takes the first ready rows (that `$mine` allows) that no other dequeuer has locked, and
+/// marks their runs PENDING.
+macro_rules! claim {
+    ($mine:expr) => {
+        sql!("WITH taken AS (
         DELETE FROM workflow.ready
          WHERE workflow_id = ANY (ARRAY(
                  SELECT workflow_id FROM workflow.ready
-                  WHERE queue = $1
-                    AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
-                    AND (app_version IS NULL
-                         OR app_version = (SELECT e.app_version FROM workflow.executor e WHERE e.executor_id = $2))
+                  WHERE queue = $1 AND ", $mine, "
                   ORDER BY priority, created_at, workflow_id
                   LIMIT $3
                   FOR UPDATE SKIP LOCKED))
         RETURNING workflow_id)
-", mark_taken_pending!()),
-    &[TEXT, TEXT, INT4],
-);
+", mark_taken_pending!())
+    };
+}
+static CLAIM: Statement = Statement::new(claim!(app_runs!()), &[TEXT, TEXT, INT4]);
+static CLAIM_SQL: Statement = Statement::new(claim!(sql_runs!()), &[TEXT, TEXT, INT4]);
 
 /// With partition_concurrency: rank the first 1000 ready runs within their partition, on top
 /// of what already runs there. Runs without a partition_key are not partition-limited.
 /// Dequeuers of this queue hold the queue lock, so no SKIP LOCKED is needed.
-static CLAIM_PARTITIONED: Statement = Statement::new(
-    sql!("WITH running AS (
+macro_rules! claim_partitioned {
+    ($mine:expr) => {
+        sql!("WITH running AS (
         SELECT partition_key, count(*) AS n FROM workflow.run
          WHERE queue = $1 AND status = 'PENDING' AND (deadline IS NULL OR deadline > clock_timestamp())
          GROUP BY partition_key),
       candidates AS (
         SELECT workflow_id, partition_key, priority, created_at FROM workflow.ready
-         WHERE queue = $1
-           AND EXISTS (SELECT 1 FROM workflow.executor e WHERE e.executor_id = $2)
-           AND (app_version IS NULL
-                OR app_version = (SELECT e.app_version FROM workflow.executor e WHERE e.executor_id = $2))
+         WHERE queue = $1 AND ", $mine, "
          ORDER BY priority, created_at, workflow_id
          LIMIT 1000),
       ranked AS (
@@ -120,14 +134,24 @@ static CLAIM_PARTITIONED: Statement = Statement::new(
       taken AS (
         DELETE FROM workflow.ready WHERE workflow_id = ANY (ARRAY(SELECT workflow_id FROM picked))
         RETURNING workflow_id)
-", mark_taken_pending!()),
-    &[TEXT, TEXT, INT4, INT4],
-);
+", mark_taken_pending!())
+    };
+}
+static CLAIM_PARTITIONED: Statement = Statement::new(claim_partitioned!(app_runs!()), &[TEXT, TEXT, INT4, INT4]);
+static CLAIM_PARTITIONED_SQL: Statement =
+    Statement::new(claim_partitioned!(sql_runs!()), &[TEXT, TEXT, INT4, INT4]);
+
+/// Who is claiming: an application's executor, or a SQL worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Claimer {
+    App,
+    SqlWorker,
+}
 
 /// The claimed runs, plus when to look again if there were none (µs since 2000, Postgres' epoch).
-struct Attempt {
-    rows: Vec<Vec<Field>>,
-    retry_at: Option<i64>,
+pub struct Attempt {
+    pub rows: Vec<Vec<Field>>,
+    pub retry_at: Option<i64>,
 }
 
 fn dequeue(args: &Args) -> Result<SetOf> {
@@ -140,7 +164,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
     let wait = args.interval(3, "wait")?.map_or(0, |(_, micros)| micros);
     needs_read_committed("dequeue")?;
     if wait == 0 {
-        return attempt(&queue, &executor, max_count, false).map(|a| SetOf(a.rows));
+        return attempt(&queue, &executor, max_count, false, Claimer::App).map(|a| SetOf(a.rows));
     }
     let deadline = Instant::now() + Duration::from_micros(wait as u64);
     let waiter = wake::Waiter::new(queue::slot(&queue));
@@ -149,7 +173,7 @@ fn dequeue(args: &Args) -> Result<SetOf> {
         // Each try runs in a subtransaction, so a try that claims nothing also gives back the
         // queue lock before we sleep.
         let tried = spi::in_subtransaction(|| {
-            let tried = attempt(&queue, &executor, max_count, true);
+            let tried = attempt(&queue, &executor, max_count, true, Claimer::App);
             let keep = matches!(&tried, Ok(a) if !a.rows.is_empty());
             (tried, keep)
         })?;
@@ -166,14 +190,15 @@ fn dequeue(args: &Args) -> Result<SetOf> {
     }
 }
 
-fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool) -> Result<Attempt> {
+/// One try at claiming up to `max_count` runs of `queue`, within its limits.
+pub fn attempt(queue: &str, executor: &str, max_count: i32, waiting: bool, claimer: Claimer) -> Result<Attempt> {
     spi::connect(|c| {
         let (limits, next_due) = queue_cache::limits_promoting_due(c, queue)?;
         let (budget, rate_retry_at) =
             if limits.any() { budget(c, queue, executor, &limits, max_count) } else { (max_count, None) };
         let mut rows = Vec::new();
         if budget > 0 {
-            rows = claim(c, queue, executor, budget, limits.partition_concurrency);
+            rows = claim(c, queue, executor, budget, limits.partition_concurrency, claimer);
             if limits.rate_limit.is_some() && !rows.is_empty() {
                 RECORD_STARTS.run(c, &[text_datum(queue), (rows.len() as i32).into_datum()]);
             }
@@ -217,11 +242,15 @@ fn budget(c: &Conn, queue: &str, executor: &str, limits: &Limits, max_count: i32
     (budget.clamp(0, i32::MAX as i64) as i32, retry_at)
 }
 
-fn claim(c: &Conn, queue: &str, executor: &str, budget: i32, partition_limit: Option<i32>) -> Vec<Vec<Field>> {
+fn claim(c: &Conn, queue: &str, executor: &str, budget: i32, partition_limit: Option<i32>, claimer: Claimer) -> Vec<Vec<Field>> {
     let (q, e, n) = (text_datum(queue), text_datum(executor), budget.into_datum());
+    let (plain, partitioned) = match claimer {
+        Claimer::App => (&CLAIM, &CLAIM_PARTITIONED),
+        Claimer::SqlWorker => (&CLAIM_SQL, &CLAIM_PARTITIONED_SQL),
+    };
     let claimed = match partition_limit {
-        Some(p) => CLAIM_PARTITIONED.run(c, &[q, e, n, p.into_datum()]),
-        None => CLAIM.run(c, &[q, e, n]),
+        Some(p) => partitioned.run(c, &[q, e, n, p.into_datum()]),
+        None => plain.run(c, &[q, e, n]),
     };
     // RETURNING has no order: restore the queue's (priority, then FIFO by created_at).
     let mut rows: Vec<(i32, i64, Vec<Field>)> = (0..claimed.len())

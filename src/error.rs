@@ -43,6 +43,14 @@ pub enum WorkflowError {
     CronNeverFires { cron: String },
     QueueScheduled { queue: String, schedule: String },
     PreparedTransaction,
+    NoSteps,
+    EmptyStep { step: usize },
+    StepSyntax { step: usize, message: String },
+    StepControlsTransaction { step: usize },
+    UnknownRole { role: String },
+    SuperuserRunAs { role: String },
+    CannotSetRole { caller: String, role: String },
+    ReservedAppVersion,
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -77,6 +85,11 @@ impl WorkflowError {
             CronNeverFires { .. } => "22023",
             QueueScheduled { .. } => "55006",
             PreparedTransaction => "0A000",
+            NoSteps | EmptyStep { .. } | ReservedAppVersion => "22023",
+            StepSyntax { .. } => "42601",
+            StepControlsTransaction { .. } => "0A000",
+            UnknownRole { .. } => "42704",
+            SuperuserRunAs { .. } | CannotSetRole { .. } => "42501",
         }
     }
 
@@ -93,6 +106,9 @@ impl WorkflowError {
             Cancelled { .. } | DeadlineExceeded { .. } => Some("Stop executing this workflow."),
             NotOwner { .. } => Some("Another executor has claimed this run since this executor's lease expired: stop executing it."),
             QueueScheduled { .. } => Some("Unschedule the schedules that fire into this queue, or move them to another queue, first."),
+            SuperuserRunAs { .. } => Some("Give run_as a role that holds exactly the privileges the steps need."),
+            CannotSetRole { .. } => Some("GRANT the run_as role to the role that defines the workflow."),
+            StepControlsTransaction { .. } => Some("Each step already runs in its own transaction, committed with its checkpoint."),
             PayloadTooLarge { .. } => Some("Raise workflow.max_payload_size, or store the data elsewhere and pass a reference."),
             _ => None,
         }
@@ -170,6 +186,22 @@ impl fmt::Display for WorkflowError {
             PreparedTransaction => write!(
                 f,
                 "cannot PREPARE a transaction that changed pg_workflow state: its wake-ups and cache updates happen at COMMIT"
+            ),
+            NoSteps => write!(f, "steps must hold at least one SQL statement"),
+            EmptyStep { step } => write!(f, "step {step} holds no SQL statement"),
+            StepSyntax { step, message } => write!(f, "step {step} does not parse: {message}"),
+            StepControlsTransaction { step } => {
+                write!(f, "step {step} controls the transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...)")
+            }
+            UnknownRole { role } => write!(f, "role \"{role}\" does not exist"),
+            SuperuserRunAs { role } => {
+                write!(f, "SQL workflows never run as a superuser, and \"{role}\" is one: pass run_as")
+            }
+            CannotSetRole { caller, role } => write!(f, "role \"{caller}\" cannot SET ROLE to \"{role}\""),
+            ReservedAppVersion => write!(
+                f,
+                "app_version \"{}\" is reserved for the SQL workers",
+                crate::sql_workflow::APP_VERSION
             ),
             NeedsReadCommitted { function } => {
                 write!(f, "{function}() needs READ COMMITTED isolation to see other sessions' commits")

@@ -26,6 +26,9 @@ static HEARTBEAT: Statement = Statement::new(
 fn register(args: &Args) -> Result<Raw> {
     let executor_id = args.name(0, "executor_id")?;
     let app_version = args.text(1);
+    if app_version.as_deref() == Some(crate::sql_workflow::APP_VERSION) {
+        return Err(WorkflowError::ReservedAppVersion);
+    }
     let timeout = guc::executor_timeout_ms().into_datum();
     spi::connect(|c| {
         let rows = REGISTER.run(c, &[text_datum(&executor_id), app_version.as_deref().and_then(text_datum), timeout]);

@@ -20,9 +20,11 @@ mod run_cache;
 mod schedule;
 mod spi;
 mod sql_worker;
+mod sql_workflow;
 mod step;
 mod tick;
 mod tx_cache;
+mod user_sql;
 mod validate;
 mod wake;
 mod warn;
@@ -44,6 +46,7 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         wake::init_shared_memory();
         worker::register();
+        sql_worker::register_static(); // TEMPORARY: the launcher replaces it
     }
 }
 

@@ -4,7 +4,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Field, Record};
 use crate::spi::{self, Conn, Statement, INT4, TEXT};
 use crate::workflow::{announce, is_terminal};
-use crate::{queue, ready_columns, ready_from, sql, sql_function};
+use crate::{queue, ready_columns, ready_from, sql, sql_function, sql_workflow, wake};
 use pgrx::pg_sys::{self, INT8OID as INT8};
 use pgrx::IntoDatum;
 
@@ -21,7 +21,7 @@ static RESUME: Statement = Statement::new(sql!(
         RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("resumed"),
-    ") SELECT queue FROM resumed"),
+    ") SELECT queue, app_version FROM resumed"),
     &[TEXT],
 );
 
@@ -89,6 +89,11 @@ fn resume(args: &Args) -> Result<&'static str> {
         let resumed = RESUME.run(c, &[text_datum(&workflow_id)]);
         if let Some(queue) = resumed.text(0, 1) {
             announce(&workflow_id, Some(&queue));
+            if resumed.text(0, 2).as_deref() == Some(sql_workflow::APP_VERSION) {
+                // A resumed SQL run takes the current definition: the fix may be in its steps.
+                sql_workflow::forget_runs(c, vec![workflow_id.clone()].into_datum());
+                wake::notify_on_commit(wake::sql_slot());
+            }
             return Ok("ENQUEUED");
         }
         match STATE.run(c, &[text_datum(&workflow_id)]).text(0, 1) {
@@ -136,8 +141,7 @@ fn delete(args: &Args) -> Result<bool> {
             }
             Some(_) => {}
         }
-        let ids = vec![workflow_id.clone()].into_datum();
-        Ok(DELETE_RUNS.run(c, &[ids]).int8(0, 1) == Some(1))
+        Ok(delete_runs(c, vec![workflow_id.clone()].into_datum()) == 1)
     })
 }
 
@@ -145,7 +149,13 @@ fn delete(args: &Args) -> Result<bool> {
 fn gc_one_batch(c: &Conn, older_than_micros: i64) -> i64 {
     let batch = OLD_FINISHED.run(c, &[older_than_micros.into_datum()]);
     let Some(ids) = batch.varlena(0, 1) else { return 0 };
-    DELETE_RUNS.run(c, &[Some(ids.datum())]).int8(0, 1).unwrap_or(0)
+    delete_runs(c, Some(ids.datum()))
+}
+
+/// Deletes the runs `ids` (a text[]) with all their rows; returns how many runs.
+fn delete_runs(c: &Conn, ids: Option<pg_sys::Datum>) -> i64 {
+    sql_workflow::forget_runs(c, ids);
+    DELETE_RUNS.run(c, &[ids]).int8(0, 1).unwrap_or(0)
 }
 
 fn older_than(args: &Args) -> Result<(pg_sys::Datum, i64)> {

@@ -3,7 +3,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Conn, Statement, INT4, INTERVAL, JSONB, TEXT};
-use crate::{queue_cache, sql, sql_function, validate, wake};
+use crate::{queue_cache, sql, sql_app_version, sql_function, sql_workflow, validate, wake};
 use pgrx::pg_sys::Datum;
 use pgrx::IntoDatum;
 
@@ -62,19 +62,23 @@ macro_rules! ready_from {
 }
 
 /// One statement: the run, and its place in the ready table unless it is DELAYED. ON CONFLICT
-/// covers both the id and an active deduplication_id.
+/// covers both the id and an active deduplication_id. A run of a SQL workflow is marked for
+/// the SQL workers (whatever app_version was asked for) and takes its definition's timeout
+/// when none is given.
 static ENQUEUE: Statement = Statement::new(sql!(
     "WITH inserted AS (
         INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
                                   partition_key, timeout, available_at, app_version, parent_id)
         SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
-               $4, $5, $6, $7, $8, CASE WHEN $9 > interval '0' THEN now() + $9 END, $10, $11
-          FROM workflow.queue q WHERE q.name = $3
+               $4, $5, $6, $7, coalesce($8, d.timeout), CASE WHEN $9 > interval '0' THEN now() + $9 END,
+               CASE WHEN d.name IS NULL THEN $10 ELSE '", sql_app_version!(), "' END, $11
+          FROM workflow.queue q LEFT JOIN workflow.sql_workflow d ON d.name = $2
+         WHERE q.name = $3
         ON CONFLICT DO NOTHING
         RETURNING ", ready_columns!(), "),
       readied AS (",
     ready_from!("inserted"),
-    ") SELECT workflow_id FROM inserted"),
+    ") SELECT workflow_id, app_version FROM inserted"),
     &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL, TEXT, TEXT],
 );
 
@@ -199,11 +203,15 @@ pub fn enqueue_run(c: &Conn, run: &NewRun) -> Result<String> {
         run.app_version.and_then(text_datum),
         run.parent_id.and_then(text_datum),
     ];
-    if ENQUEUE.run(c, &row).len() == 1 {
+    let enqueued = ENQUEUE.run(c, &row);
+    if enqueued.len() == 1 {
         if run.delay.is_some() {
             queue_cache::invalidate_on_commit(run.queue); // dequeuers must learn the new due time
         }
         wake_dequeuers(run.queue);
+        if enqueued.text(0, 2).as_deref() == Some(sql_workflow::APP_VERSION) {
+            wake::notify_on_commit(wake::sql_slot());
+        }
         return Ok(run.workflow_id.into());
     }
     why_not_enqueued(c, run.queue, run.workflow_id, run.name, run.deduplication_id)
@@ -220,6 +228,9 @@ fn enqueue(args: &Args) -> Result<String> {
     let delay = args.interval(7, "delay")?.map(|(d, _)| d);
     let timeout = args.interval(8, "timeout")?.map(|(d, _)| d);
     let app_version = args.optional_name(9, "app_version")?;
+    if app_version.as_deref() == Some(sql_workflow::APP_VERSION) {
+        return Err(WorkflowError::ReservedAppVersion);
+    }
     let parent_id = args.optional_name(10, "parent_id")?;
     let workflow_id = given_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     spi::connect(|c| {

@@ -2,7 +2,8 @@
 //! their deadline, and release the PENDING runs of executors whose lease has expired (or
 //! dead-letter them once they have been recovered too often).
 
-use crate::spi::{Conn, Rows, Statement, INT4};
+use crate::fmgr::text_datum;
+use crate::spi::{Conn, Rows, Statement, INT4, TEXT};
 use crate::{guc, ready_columns, ready_from, sql, workflow};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
@@ -25,16 +26,12 @@ static CANCEL_TIMED_OUT: Statement = Statement::new(
     &[],
 );
 
-/// Runs without an executor (started anonymously) have no lease to expire and stay as they
-/// are; a later start() of the same id replays them.
-static RELEASE_EXPIRED: Statement = Statement::new(sql!(
-    "WITH expired AS (
-        SELECT r.workflow_id FROM workflow.run r
-         WHERE r.status = 'PENDING' AND r.executor_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM workflow.executor e
-                            WHERE e.executor_id = r.executor_id
-                              AND e.last_heartbeat + $1 * interval '1 millisecond' > clock_timestamp())
-         FOR UPDATE OF r SKIP LOCKED),
+/// Puts the PENDING runs that `$runs` selects (a query of workflow_ids that locks them) back
+/// on their queues, or dead-letters them once they have been recovered more than `$2` times.
+macro_rules! release {
+    ($runs:literal) => {
+        sql!(
+            "WITH expired AS (", $runs, "),
       released AS (
         UPDATE workflow.run r
            SET status = CASE WHEN r.recovery_attempts + 1 > $2 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
@@ -45,10 +42,39 @@ static RELEASE_EXPIRED: Statement = Statement::new(sql!(
          WHERE r.workflow_id = ANY (ARRAY(SELECT workflow_id FROM expired))
         RETURNING ", ready_columns!(), "),
       readied AS (",
-    ready_from!("released"),
-    ") SELECT workflow_id, queue, status FROM released"),
+            ready_from!("released"),
+            ") SELECT workflow_id, queue, status FROM released"
+        )
+    };
+}
+
+/// Runs without an executor (started anonymously) have no lease to expire and stay as they
+/// are; a later start() of the same id replays them.
+static RELEASE_EXPIRED: Statement = Statement::new(
+    release!(
+        "SELECT r.workflow_id FROM workflow.run r
+         WHERE r.status = 'PENDING' AND r.executor_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM workflow.executor e
+                            WHERE e.executor_id = r.executor_id
+                              AND e.last_heartbeat + $1 * interval '1 millisecond' > clock_timestamp())
+         FOR UPDATE OF r SKIP LOCKED"
+    ),
     &[INT8, INT4],
 );
+
+/// The runs of one executor, which knows that it left them: a restarted SQL worker.
+static RELEASE_OWN: Statement = Statement::new(
+    release!("SELECT workflow_id FROM workflow.run WHERE status = 'PENDING' AND executor_id = $1 FOR UPDATE"),
+    &[TEXT, INT4],
+);
+
+/// Recovers the runs that `executor` left PENDING when its process died, at once, as the
+/// lease's expiry would: each counts as a recovery. Returns how many.
+pub fn release_own(c: &Conn, executor: &str) -> usize {
+    let released = RELEASE_OWN.run(c, &[text_datum(executor), guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
+    announce(&released);
+    released.len()
+}
 
 /// What one pass did.
 #[derive(Default, serde::Serialize)]

@@ -156,6 +156,14 @@ impl Out {
         self.0
     }
 
+    /// A Datum that `SPI_datumTransfer` has already copied out of its connection.
+    ///
+    /// # Safety
+    /// `d` must come from `SPI_datumTransfer` (or be pass-by-value).
+    pub unsafe fn transferred(d: Datum) -> Out {
+        Out(d)
+    }
+
     /// A pass-by-value Datum (int8, timestamptz, ...): it points to no memory.
     pub fn by_value(value: i64) -> Out {
         Out(Datum::from(value))
