@@ -8,7 +8,10 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, connect, counts, one, recreate_database
+from conftest import DATA_DIR, PORT, ROOT, connect, counts, one, recreate_database
+
+# The version this build installs (Cargo.toml's): what an update from 0.1.0 must reach.
+CURRENT = re.search(r'^version = "([^"]+)"', open(os.path.join(ROOT, "Cargo.toml")).read(), re.M).group(1)
 
 OLD, FRESH = "upgrade_old", "upgrade_fresh"
 PG_DUMP = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin") + "/pg_dump"  # the server's own version
@@ -51,7 +54,7 @@ def upgraded():
         before = counts(db)
         assert before["message"] == 2 and before["ready"] == 1
         db.execute("ALTER EXTENSION pg_workflow UPDATE")
-        assert one(db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_workflow'") == "0.2.0"
+        assert one(db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_workflow'") == CURRENT
         assert counts(db) == before
     yield
     with connect("postgres") as c:
@@ -164,5 +167,5 @@ def test_the_upgraded_schema_is_a_fresh_install(upgraded):
     for what, read in [("pg_dump --schema-only --binary-upgrade", schema_dump), ("catalogs", catalog_lines)]:
         old, fresh = read(OLD), read(FRESH)
         if old != fresh:
-            diff = "".join(difflib.unified_diff(old, fresh, f"{OLD} (0.1.0 + UPDATE)", f"{FRESH} (0.2.0)"))
+            diff = "".join(difflib.unified_diff(old, fresh, f"{OLD} (0.1.0 + UPDATE)", f"{FRESH} ({CURRENT})"))
             pytest.fail(f"{what} differ:\n{diff}")
