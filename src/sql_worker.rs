@@ -26,10 +26,33 @@ use pgrx::{FromDatum, IntoDatum, PgTryBuilder};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+/// What the executor ids of SQL workers start with.
+pub const EXECUTOR_PREFIX: &str = "pg_workflow:sql:";
+
 /// The executor id of SQL worker `index` (1-based) of this database. Fixed per slot, so that a
 /// restarted worker takes back the runs its previous incarnation left PENDING at once.
 pub fn executor_id(index: i32) -> String {
-    format!("pg_workflow:sql:{index}")
+    format!("{EXECUTOR_PREFIX}{index}")
+}
+
+/// What a worker shows in pg_stat_activity while it runs a step of run `id`.
+fn activity_prefix(id: &str) -> String {
+    format!("pg_workflow: workflow {id}, step ")
+}
+
+/// Cancels the statement of the SQL worker that is running a step of run `$1`, if any (found
+/// by what it shows in pg_stat_activity, `report`).
+static INTERRUPT: Statement = Statement::new(
+    c"SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity
+       WHERE backend_type = 'pg_workflow sql worker' AND pg_catalog.starts_with(query, $1)
+         AND datname = pg_catalog.current_database()",
+    &[TEXT],
+);
+
+/// A cancelled run's step stops now rather than at its end: its statement is cancelled, the
+/// step fails and rolls back, and the worker finds the run no longer PENDING.
+pub fn interrupt_step(c: &Conn, id: &str) {
+    INTERRUPT.run(c, &[text_datum(&activity_prefix(id))]);
 }
 
 /// The shortest nap between two looks for work.
@@ -429,7 +452,7 @@ fn take_step(me: &str, id: &str, step_number: &Cell<i32>) -> Result<Stepped, Fai
         // Resumed onto a definition with fewer steps than it has already recorded.
         return Ok(finish(me, id, plan.outputs_last));
     }
-    report(&format!("pg_workflow: workflow {id}, step {} of {}", plan.step, plan.step_count));
+    report(&format!("{}{} of {}", activity_prefix(id), plan.step, plan.step_count));
     let output = user_sql::run(&user_sql::Step {
         sql: &plan.sql,
         role: plan.role,

@@ -112,7 +112,7 @@ static UNREADY_LATE: Statement = Statement::new(
 static CANCEL: Statement = Statement::new(
     c"UPDATE workflow.run SET status = 'CANCELLED', finished_at = now()
        WHERE workflow_id = $1 AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
-      RETURNING queue",
+      RETURNING queue, executor_id",
     &[TEXT],
 );
 
@@ -316,6 +316,9 @@ fn cancel(args: &Args) -> Result<bool> {
         if cancelled.len() == 1 {
             UNREADY_LATE.run(c, &[id_datum(&workflow_id)]);
             announce(&workflow_id, cancelled.text(0, 1).as_deref());
+            if cancelled.text(0, 2).is_some_and(|e| e.starts_with(crate::sql_worker::EXECUTOR_PREFIX)) {
+                crate::sql_worker::interrupt_step(c, &workflow_id);
+            }
             return Ok(true);
         }
         match why_not_running(c, &workflow_id) {

@@ -195,3 +195,20 @@ def test_a_sql_worker_killed_mid_step_comes_back_and_the_run_finishes_each_step_
     assert recovered == 1  # taken back once, by the restarted worker
     assert effects("crashy") == [("one", 1), ("three", 1), ("two", 1)]
     wait_until(lambda: len(sql_workers()) == 2, what="both SQL workers back")
+
+
+def test_cancel_stops_a_long_step_now_and_its_work_rolls_back():
+    with connect() as c:
+        c.execute("""SELECT workflow.define('long', ARRAY[
+            $$INSERT INTO effects (run, step) VALUES ('long', 'one'); SELECT pg_sleep(600)$$],
+            run_as => 'etl')""")
+        c.execute("SELECT workflow.enqueue('default', 'long', NULL, 'long-1')")
+    wait_until(lambda: one("""SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
+                               AND wait_event = 'PgSleep' AND starts_with(query, 'pg_workflow: workflow long-1,')"""),
+               what="the long step to run")
+    assert one("SELECT workflow.cancel('long-1')") is True
+    wait_until(lambda: one("""SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
+                               AND wait_event = 'PgSleep'"""), what="the step to stop")
+    assert run_state("long-1")[0] == "CANCELLED"
+    assert effects("long") == []
+    assert one("SELECT count(*) FROM workflow.steps WHERE workflow_id = 'long-1'") == 0
