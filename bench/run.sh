@@ -100,3 +100,11 @@ echo "cron fire lateness over $fires fires (ms): p50 $p50, max $max; idle schedu
 # recv wake-up: send sent -> waiting recv returns.
 read -r p50 p90 max < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/latency.py recv 200)
 echo "send -> waiting recv latency (ms): p50 $p50, p90 $p90, max $max"
+
+# SQL workflows, run by the server's 2 SQL workers: one-step `SELECT 1` runs drained (a claim
+# and a step: two commits per run, vs raw/2 with 2 clients), and cron fire -> first step.
+raw2=$(tps 2 bench/raw_insert.sql)
+read -r runs p50 max fires < <(DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" python3 bench/sql_workflows.py 5000 20)
+row "raw single-row INSERT (commits)" 2 "$raw2" "1.00"
+row "SQL workflow runs, one SELECT 1 step (vs raw/2)" 2 "$runs" "$(ratio "$runs" "$(awk -v r="$raw2" 'BEGIN { print r / 2 }')")"
+echo "cron fire -> first SQL step latency over $fires fires (ms): p50 $p50, max $max"
