@@ -102,20 +102,29 @@ static RUN: Statement = Statement::new(
     &[TEXT, TEXT],
 );
 
-/// The definition a run executes is copied at its first step; later steps, retries and
-/// recoveries use the copy, whatever define() does meanwhile.
+/// The definition a run executes is copied before its first step commits (or when a step
+/// fails): later steps, retries and recoveries use the copy, whatever define() does
+/// meanwhile. A one-step run that succeeds at once needs no copy, and writes none.
 static PIN: Statement = Statement::new(
     c"INSERT INTO workflow.sql_run (workflow_id, steps, max_attempts, backoff, run_as, defined_by)
-      SELECT $1, steps, max_attempts, backoff, run_as, defined_by FROM workflow.sql_workflow WHERE name = $2
+      SELECT r.workflow_id, d.steps, d.max_attempts, d.backoff, d.run_as, d.defined_by
+        FROM workflow.run r JOIN workflow.sql_workflow d ON d.name = r.name
+       WHERE r.workflow_id = $1
       ON CONFLICT (workflow_id) DO NOTHING",
-    &[TEXT, TEXT],
+    &[TEXT],
 );
 
-/// Step $2 of the run's copy, its role, and whether that role may run it: it exists, it is no
-/// superuser, and whoever defined the workflow may still SET ROLE to it. And the role's
-/// search_path: its setting for this database, its own, this database's, or the server's.
+/// Step $2 of the run's copy (or, before it has one, of the current definition of $3), its
+/// role, and whether that role may run it: it exists, it is no superuser, and whoever defined
+/// the workflow may still SET ROLE to it. And the role's search_path: its setting for this
+/// database, its own, this database's, or the server's.
 static PLAN: Statement = Statement::new(
-    c"SELECT p.steps[$2], pg_catalog.array_length(p.steps, 1), p.run_as::pg_catalog.oid, p.run_as::text,
+    c"WITH def AS (
+        SELECT steps, run_as, defined_by, true AS copied FROM workflow.sql_run WHERE workflow_id = $1
+        UNION ALL
+        SELECT steps, run_as, defined_by, false FROM workflow.sql_workflow
+         WHERE name = $3 AND NOT EXISTS (SELECT 1 FROM workflow.sql_run WHERE workflow_id = $1))
+      SELECT p.steps[$2], pg_catalog.array_length(p.steps, 1), p.run_as::pg_catalog.oid, p.run_as::text,
              a.rolsuper,
              a.oid IS NOT NULL AND pg_catalog.pg_has_role(p.defined_by::pg_catalog.oid, a.oid, 'MEMBER'),
              coalesce(
@@ -130,10 +139,10 @@ static PLAN: Statement = Statement::new(
                  WHERE setting LIKE 'search\\_path=%' ORDER BY rank LIMIT 1),
                (SELECT CASE WHEN source IN ('default', 'configuration file', 'command line', 'environment variable')
                             THEN reset_val ELSE boot_val END
-                  FROM pg_catalog.pg_settings WHERE name = 'search_path'))
-        FROM workflow.sql_run p LEFT JOIN pg_catalog.pg_roles a ON a.oid = p.run_as::pg_catalog.oid
-       WHERE p.workflow_id = $1",
-    &[TEXT, INT4],
+                  FROM pg_catalog.pg_settings WHERE name = 'search_path')),
+             p.copied
+        FROM def p LEFT JOIN pg_catalog.pg_roles a ON a.oid = p.run_as::pg_catalog.oid",
+    &[TEXT, INT4, TEXT],
 );
 
 /// The step's checkpoint, only while this worker owns the run.
@@ -518,8 +527,7 @@ fn plan_step(c: &Conn, me: &str, id: &str, step_number: &Cell<i32>) -> Result<Op
     let name = run.text(0, 2).unwrap_or_default();
     let step = run.int(0, 5).unwrap_or(0) + 1;
     step_number.set(step);
-    PIN.run(c, &[text_datum(id), text_datum(&name)]);
-    let plan = PLAN.run(c, &[text_datum(id), step.into_datum()]);
+    let plan = PLAN.run(c, &[text_datum(id), step.into_datum(), text_datum(&name)]);
     if plan.is_empty() {
         return Err(Failure::fatal("42704", format!("SQL workflow \"{name}\" is not defined")));
     }
@@ -537,10 +545,14 @@ fn plan_step(c: &Conn, me: &str, id: &str, step_number: &Cell<i32>) -> Result<Op
             ))
         }
     }
+    let step_count = plan.int(0, 2).unwrap_or(0);
+    if plan.bool(0, 8) != Some(true) && step < step_count {
+        PIN.run(c, &[text_datum(id)]); // more steps will follow this one: keep this definition
+    }
     let outputs = run.varlena(0, 6);
     Ok(Some(Plan {
         step,
-        step_count: plan.int(0, 2).unwrap_or(0),
+        step_count,
         sql: plan.text(0, 1).unwrap_or_default(),
         role: Oid::from(plan.int(0, 3).unwrap_or(0) as u32),
         search_path: plan.text(0, 7).unwrap_or_else(|| "\"$user\", public".into()),
@@ -557,6 +569,9 @@ fn plan_step(c: &Conn, me: &str, id: &str, step_number: &Cell<i32>) -> Result<Op
 fn record_failure(me: &str, id: &str, step: i32, failure: &Failure) {
     spi::connect(|c| {
         let (i, m) = (text_datum(id), text_datum(me));
+        if !failure.fatal {
+            PIN.run(c, &[i]); // the retry runs this definition
+        }
         let attempt = if failure.fatal { None } else { Some(FAILED_ATTEMPT.run(c, &[i, step.into_datum()])) };
         let attempts = attempt.as_ref().and_then(|a| a.int(0, 1)).unwrap_or(1);
         let error = pgrx::JsonB(failure.to_json(step, attempts)).into_datum();

@@ -212,3 +212,22 @@ def test_cancel_stops_a_long_step_now_and_its_work_rolls_back():
     assert run_state("long-1")[0] == "CANCELLED"
     assert effects("long") == []
     assert one("SELECT count(*) FROM workflow.steps WHERE workflow_id = 'long-1'") == 0
+
+
+def test_a_started_run_keeps_its_steps_when_the_workflow_is_redefined():
+    with connect() as c:
+        c.execute("CREATE TABLE go_on_2 (x int)")
+        c.execute("GRANT SELECT ON go_on_2 TO etl")
+        c.execute("""SELECT workflow.define('versioned', ARRAY[
+            $$DO 'BEGIN WHILE NOT EXISTS (SELECT FROM go_on_2) LOOP PERFORM pg_sleep(0.05); END LOOP; END'$$,
+            $$SELECT 'old'$$], run_as => 'etl')""")
+        c.execute("SELECT workflow.enqueue('default', 'versioned', NULL, 'versioned-1')")
+    wait_until(lambda: one("""SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
+                               AND starts_with(query, 'pg_workflow: workflow versioned-1,')"""),
+               what="step 1 to run")
+    with connect() as c:
+        c.execute("SELECT workflow.define('versioned', ARRAY[$$SELECT 'new 1'$$, $$SELECT 'new'$$], run_as => 'etl')")
+        c.execute("INSERT INTO go_on_2 VALUES (1)")
+        c.execute("SELECT workflow.enqueue('default', 'versioned', NULL, 'versioned-2')")
+    assert wait_ended("versioned-1")[:2] == ("SUCCESS", "old")
+    assert wait_ended("versioned-2")[:2] == ("SUCCESS", "new")
