@@ -300,7 +300,7 @@ pub fn serve(index: i32) {
         let seen = waiter.epoch();
         // SAFETY: reads shared state of this backend.
         if unsafe { pg_sys::RecoveryInProgress() } {
-            waiter.sleep(seen, guc::TICK_INTERVAL_MS.get() as i64); // a standby: the primary runs them
+            nap(&waiter, seen, guc::TICK_INTERVAL_MS.get() as i64); // a standby: the primary runs them
             continue;
         }
         let lease_third = Duration::from_millis((guc::executor_timeout_ms() / 3).max(1) as u64);
@@ -313,12 +313,12 @@ pub fn serve(index: i32) {
         }
         match transaction(|| (claim_next(&me, index), true)) {
             Ok(Claim::Run(id)) => execute(&me, &id),
-            Ok(Claim::Nothing(next_due)) => waiter.sleep(seen, nap_ms(next_due)),
+            Ok(Claim::Nothing(next_due)) => nap(&waiter, seen, nap_ms(next_due)),
             Ok(Claim::SchemaGone) => return,
             Err(f) => {
                 complain("claim", &f);
                 registered = false; // e.g. our executor row was deleted: register again
-                waiter.sleep(seen, guc::TICK_INTERVAL_MS.get() as i64);
+                nap(&waiter, seen, guc::TICK_INTERVAL_MS.get() as i64);
             }
         }
     }
@@ -393,6 +393,16 @@ fn claim_next(me: &str, index: i32) -> Claim {
         }
     }
     Claim::Nothing(spi::connect(|c| NEXT_DELAYED.run(c, &[]).int8(0, 1)))
+}
+
+/// Sleeps on the wake slot. A query cancel that arrives meanwhile was meant for a step that
+/// has just ended (cancel() races the step's end, `interrupt_step`): it is dropped, rather
+/// than ending the idle worker.
+fn nap(waiter: &wake::Waiter, seen: Option<u64>, ms: i64) {
+    let sleep = std::panic::AssertUnwindSafe(|| waiter.sleep(seen, ms));
+    PgTryBuilder::new(|| sleep())
+        .catch_when(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, |_| ())
+        .execute()
 }
 
 /// Until the next DELAYED SQL run is due, or tick_interval at most (a safety net: enqueues
