@@ -108,10 +108,12 @@ COMMENT ON FUNCTION workflow.dequeue(text, text, int, interval) IS
 -- schedule.rs ---------------------------------------------------------------------------
 
 CREATE FUNCTION workflow.schedule(name text, cron text, workflow_name text, input jsonb DEFAULT NULL,
-                                  queue text DEFAULT 'default', timezone text DEFAULT 'UTC')
+                                  queue text DEFAULT 'default', timezone text DEFAULT 'UTC',
+                                  overlap text DEFAULT 'allow', catch_up text DEFAULT 'latest',
+                                  catch_up_limit int DEFAULT 100)
 RETURNS timestamptz LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_schedule';
-COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text) IS
-  'Creates or replaces a cron schedule (5 fields, 6 with leading seconds, or @hourly/@daily/...; IANA time zone); returns its next fire time.';
+COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text, text, int) IS
+  'Creates or replaces a cron schedule (5 fields, 6 with leading seconds, or @hourly/@daily/...; IANA time zone); overlap: allow, skip or buffer_one; catch_up: latest or all (at most catch_up_limit, 1 to 1000); returns its next fire time.';
 
 CREATE FUNCTION workflow.unschedule(name text)
 RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_unschedule';

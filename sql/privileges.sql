@@ -42,7 +42,7 @@ GRANT EXECUTE ON FUNCTION
     workflow.delete(text), workflow.gc_batch(interval),
     workflow.create_queue(text, int, int, int, interval, int),
     workflow.alter_queue(text, int, int, int, interval, int), workflow.drop_queue(text),
-    workflow.schedule(text, text, text, jsonb, text, text), workflow.unschedule(text),
+    workflow.schedule(text, text, text, jsonb, text, text, text, text, int), workflow.unschedule(text),
     workflow.pause_schedule(text), workflow.resume_schedule(text), workflow.trigger_schedule(text),
     workflow.tick()
   TO workflow_admin;

@@ -151,7 +151,15 @@ CREATE TABLE workflow.schedule (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     last_error       text,            -- why the last failed fire failed (its next fire time moved on)
-    last_error_at    timestamptz
+    last_error_at    timestamptz,
+    -- Options (README, "Schedule options"), checked by workflow.schedule().
+    overlap          text NOT NULL DEFAULT 'allow',  -- allow, skip or buffer_one: a fire while the
+                                                     -- run of the previous fire is still active
+    catch_up         text NOT NULL DEFAULT 'latest', -- latest or all: the missed fire times that fire
+    catch_up_limit   int NOT NULL DEFAULT 100,       -- with all: at most this many, the latest
+    buffered_fire_at timestamptz,     -- buffer_one: the fire that starts once the previous run ends
+    skipped_fires    bigint NOT NULL DEFAULT 0,      -- fires that overlap skipped
+    last_skipped_at  timestamptz      -- the fire time of the latest of them
 );
 CREATE INDEX schedule_due ON workflow.schedule (next_fire_at) WHERE NOT paused;
 SELECT pg_catalog.pg_extension_config_dump('workflow.schedule', '');

@@ -53,10 +53,11 @@ COMMENT ON VIEW workflow.queue_stats IS
 
 CREATE VIEW workflow.schedules AS
 SELECT name, cron, timezone, workflow_name, queue, paused, next_fire_at, last_fired_at,
-       last_workflow_id, input, created_at, updated_at, last_error, last_error_at
+       last_workflow_id, input, created_at, updated_at, last_error, last_error_at,
+       overlap, catch_up, catch_up_limit, buffered_fire_at, skipped_fires, last_skipped_at
 FROM workflow.schedule;
 COMMENT ON VIEW workflow.schedules IS
-  'Cron schedules, their next fire time, the last run they fired, and the last fire that failed.';
+  'Cron schedules, their next fire time, the last run they fired, the last fire that failed, their overlap and catch_up options, a buffered fire, and the fires that overlap skipped.';
 
 CREATE VIEW workflow.pending_messages AS
 SELECT destination_id AS workflow_id, nullif(topic, '') AS topic, count(*) AS messages,

@@ -61,6 +61,12 @@ impl CronSchedule {
         let local = t.with_timezone(&self.tz);
         self.cron.find_previous_occurrence(&local, true).ok().map(|d| d.with_timezone(&Utc))
     }
+
+    /// The latest fire time strictly before `t`.
+    pub fn previous_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = t.with_timezone(&self.tz);
+        self.cron.find_previous_occurrence(&local, false).ok().map(|d| d.with_timezone(&Utc))
+    }
 }
 
 /// The id of the run a schedule fires at `at`: any number of schedulers agree on it.

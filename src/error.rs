@@ -27,6 +27,8 @@ pub enum WorkflowError {
     NotRunning { workflow_id: String, status: String },
     NeedsReadCommitted { function: &'static str },
     InvalidLimit { arg: &'static str, value: i64 },
+    OutOfRange { arg: &'static str, value: i64, min: i64, max: i64 },
+    InvalidOption { arg: &'static str, value: String, allowed: &'static str },
     RateNeedsBoth,
     UnknownQueue { queue: String },
     QueueExists { queue: String },
@@ -63,6 +65,7 @@ impl WorkflowError {
             NullArgument { .. } => "22004",
             EmptyArgument { .. } | TooLong { .. } | InvalidStep { .. } | NegativeInterval { .. } | ZeroInterval { .. } => "22023",
             InvalidLimit { .. } | RateNeedsBoth => "22023",
+            OutOfRange { .. } | InvalidOption { .. } => "22023",
             UnknownQueue { .. } => "WF005",
             QueueExists { .. } => "42710",
             QueueInUse { .. } => "55006",
@@ -146,6 +149,8 @@ impl fmt::Display for WorkflowError {
                 write!(f, "workflow \"{workflow_id}\" is {status}, not PENDING")
             }
             InvalidLimit { arg, value } => write!(f, "{arg} must be 1 or more, got {value}"),
+            OutOfRange { arg, value, min, max } => write!(f, "{arg} must be between {min} and {max}, got {value}"),
+            InvalidOption { arg, value, allowed } => write!(f, "{arg} must be one of {allowed}, got \"{value}\""),
             RateNeedsBoth => write!(f, "rate_limit and rate_period must be given together"),
             UnknownQueue { queue } => write!(f, "queue \"{queue}\" does not exist"),
             QueueExists { queue } => write!(f, "queue \"{queue}\" already exists"),

@@ -60,6 +60,12 @@ impl Args {
         Args { fcinfo }
     }
 
+    /// How many arguments the SQL declaration passes: an older declaration passes fewer.
+    pub fn count(&self) -> usize {
+        // SAFETY: fcinfo is the current call's.
+        unsafe { (*self.fcinfo).nargs as usize }
+    }
+
     pub fn fcinfo(&self) -> pg_sys::FunctionCallInfo {
         self.fcinfo
     }

@@ -1,34 +1,59 @@
-//! Cron schedules: registration from SQL, and firing the due ones (from tick()). Each fire
-//! time enqueues one run with id `cron:<name>:<UTC time>`, so any number of concurrent
-//! schedulers create it once.
-//!
-//! Each fire runs in its own subtransaction. A fire that fails (its queue is gone, its id is
-//! taken by a run of another name, ...) is rolled back alone, recorded on its schedule
-//! (`last_error`, `last_error_at`), and the schedule moves on to its next fire time: one bad
-//! schedule never blocks another, and never makes a scheduler retry in a loop.
+//! Cron schedules: registration, pause, resume and manual fires from SQL. Firing the due
+//! ones, from tick(), is in `fire`; the options' decisions are in `options`.
 
 use crate::cron::{self, CronSchedule};
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Raw};
 use crate::queue::{self, NewRun};
-use crate::spi::{self, Conn, Out, Rows, Statement, JSONB, TEXT};
+use crate::spi::{self, Conn, Out, Statement, INT4, JSONB, TEXT};
 use crate::validate::MAX_SCHEDULE_NAME_BYTES;
-use crate::{sql_function, wake, warn};
+use crate::{sql, sql_function, wake};
 use chrono::Utc;
+use options::{CatchUp, Overlap};
 use pgrx::pg_sys::{self, Datum, TIMESTAMPTZOID as TIMESTAMPTZ};
 use pgrx::IntoDatum;
 
-/// An upsert: a changed cron or time zone restarts the schedule from now.
+mod fire;
+mod options;
+
+pub use fire::fire_due;
+
+/// An upsert: a changed cron or time zone restarts the schedule from now. `$columns`,
+/// `$values` and `$updates` add the option columns (none for a 0.1.0 or 0.2.0 declaration).
+macro_rules! upsert {
+    ($columns:literal, $values:literal, $updates:literal) => {
+        sql!(
+            "INSERT INTO workflow.schedule AS s (name, cron, timezone, workflow_name, input, queue, next_fire_at",
+            $columns,
+            ")
+             SELECT $1, $2, $3, $4, $5, q.name, $7",
+            $values,
+            " FROM workflow.queue q WHERE q.name = $6
+             ON CONFLICT (name) DO UPDATE
+                SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, workflow_name = EXCLUDED.workflow_name,
+                    input = EXCLUDED.input, queue = EXCLUDED.queue, next_fire_at = EXCLUDED.next_fire_at,
+                    updated_at = now()",
+            $updates,
+            " RETURNING s.next_fire_at"
+        )
+    };
+}
+
+/// A buffered fire stays only while the schedule still buffers.
 static UPSERT: Statement = Statement::new(
-    c"INSERT INTO workflow.schedule AS s (name, cron, timezone, workflow_name, input, queue, next_fire_at)
-      SELECT $1, $2, $3, $4, $5, q.name, $7 FROM workflow.queue q WHERE q.name = $6
-      ON CONFLICT (name) DO UPDATE
-         SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, workflow_name = EXCLUDED.workflow_name,
-             input = EXCLUDED.input, queue = EXCLUDED.queue, next_fire_at = EXCLUDED.next_fire_at,
-             updated_at = now()
-      RETURNING s.next_fire_at",
-    &[TEXT, TEXT, TEXT, TEXT, JSONB, TEXT, TIMESTAMPTZ],
+    upsert!(
+        ", overlap, catch_up, catch_up_limit",
+        ", $8, $9, $10",
+        ", overlap = EXCLUDED.overlap, catch_up = EXCLUDED.catch_up, catch_up_limit = EXCLUDED.catch_up_limit,
+           buffered_fire_at = CASE WHEN EXCLUDED.overlap = 'buffer_one' THEN s.buffered_fire_at END"
+    ),
+    &[TEXT, TEXT, TEXT, TEXT, JSONB, TEXT, TIMESTAMPTZ, TEXT, TEXT, INT4],
 );
+
+/// `UPSERT` through the 6-argument declaration of 0.1.0 and 0.2.0, whose schema has no option
+/// columns: the new library serves it until ALTER EXTENSION UPDATE.
+static LEGACY_UPSERT: Statement =
+    Statement::new(upsert!("", "", ""), &[TEXT, TEXT, TEXT, TEXT, JSONB, TEXT, TIMESTAMPTZ]);
 
 static DELETE: Statement =
     Statement::new(c"DELETE FROM workflow.schedule WHERE name = $1 RETURNING name", &[TEXT]);
@@ -42,40 +67,6 @@ static SET_PAUSED: Statement = Statement::new(
 static ONE: Statement = Statement::new(
     c"SELECT cron, timezone, workflow_name, input, queue FROM workflow.schedule WHERE name = $1",
     &[TEXT],
-);
-
-/// The due schedules; SKIP LOCKED lets concurrent tick()s share them out.
-static DUE: Statement = Statement::new(
-    c"SELECT name, cron, timezone, workflow_name, input, queue, next_fire_at FROM workflow.schedule
-       WHERE NOT paused AND next_fire_at <= clock_timestamp()
-       ORDER BY next_fire_at
-       FOR UPDATE SKIP LOCKED",
-    &[],
-);
-
-static FIRED: Statement = Statement::new(
-    c"UPDATE workflow.schedule SET last_fired_at = $2, last_workflow_id = $3, next_fire_at = $4
-       WHERE name = $1",
-    &[TEXT, TIMESTAMPTZ, TEXT, TIMESTAMPTZ],
-);
-
-static FAILED: Statement = Statement::new(
-    c"UPDATE workflow.schedule SET last_error = $2, last_error_at = clock_timestamp(), next_fire_at = $3
-       WHERE name = $1",
-    &[TEXT, TEXT, TIMESTAMPTZ],
-);
-
-/// `FAILED` for a 0.1.0 schema, which has no last_error yet: the new library may run against
-/// it until ALTER EXTENSION UPDATE, and its schedules must still move on.
-static MOVED_ON: Statement =
-    Statement::new(c"UPDATE workflow.schedule SET next_fire_at = $2 WHERE name = $1", &[TEXT, TIMESTAMPTZ]);
-
-/// The next fire time after the pass began ($1). A schedule that was due before and that this
-/// pass could not claim (another session holds its row) is left out: it is retried at the next
-/// interval, not in a loop. One that came due during the pass is next, at once.
-static NEXT_DUE: Statement = Statement::new(
-    c"SELECT min(next_fire_at) FROM workflow.schedule WHERE NOT paused AND next_fire_at > $1",
-    &[TIMESTAMPTZ],
 );
 
 fn pg_time(t: Option<chrono::DateTime<Utc>>) -> Option<Datum> {
@@ -99,11 +90,24 @@ fn schedule(args: &Args) -> Result<Raw> {
     let input = args.jsonb(3, "input")?;
     let queue = args.name(4, "queue")?;
     let timezone = args.name(5, "timezone")?;
+    // The 0.1.0 and 0.2.0 declarations pass 6 arguments, on a schema without the options.
+    let with_options = args.count() > 6;
+    let (overlap, catch_up, limit) = if with_options {
+        let overlap = args.name(6, "overlap")?;
+        let catch_up = args.name(7, "catch_up")?;
+        let limit = args.int(8).ok_or(WorkflowError::NullArgument { arg: "catch_up_limit" })?;
+        Overlap::parse(&overlap)?;
+        CatchUp::parse(&catch_up)?;
+        options::catch_up_limit(limit)?;
+        (overlap, catch_up, limit)
+    } else {
+        Default::default()
+    };
     let parsed = cron::parse(&expression, &timezone)?;
     if parsed.next_after(Utc::now()).is_none() {
         return Err(WorkflowError::CronNeverFires { cron: expression });
     }
-    let row = [
+    let mut row = vec![
         text_datum(&name),
         text_datum(&expression),
         text_datum(&timezone),
@@ -112,8 +116,11 @@ fn schedule(args: &Args) -> Result<Raw> {
         text_datum(&queue),
         next_from_now(&parsed),
     ];
+    if with_options {
+        row.extend([text_datum(&overlap), text_datum(&catch_up), limit.into_datum()]);
+    }
     spi::connect(|c| {
-        let upserted = UPSERT.run(c, &row);
+        let upserted = if with_options { UPSERT.run(c, &row) } else { LEGACY_UPSERT.run(c, &row) };
         if upserted.is_empty() {
             return Err(WorkflowError::UnknownQueue { queue: queue.clone() });
         }
@@ -180,59 +187,6 @@ fn enqueue_fire(c: &Conn, queue: &str, workflow_name: &str, input: Option<Out>, 
         app_version: None,
         parent_id: None,
     })
-}
-
-/// Fires every due schedule once, at its latest fire time not after now (missed earlier times
-/// are not replayed). Returns how many fired, and when the next one is due.
-pub fn fire_due(c: &Conn) -> (i64, Option<i64>) {
-    let now = Utc::now();
-    let due = DUE.run(c, &[]);
-    let mut fired = 0;
-    for i in 0..due.len() {
-        let name = due.text(i, 1).unwrap_or_default();
-        let parsed = cron::parse(&due.text(i, 2).unwrap_or_default(), &due.text(i, 3).unwrap_or_default());
-        let next = parsed.as_ref().ok().and_then(|p| p.next_after(now));
-        let outcome = spi::catching(|| {
-            let fired = parsed.as_ref().map_err(Clone::clone).and_then(|p| fire_one(c, &due, i, &name, p, now));
-            let keep = fired.is_ok();
-            (fired, keep)
-        });
-        match outcome {
-            Ok(Ok(())) => fired += 1,
-            Ok(Err(e)) => failed(c, &name, &e.to_string(), next),
-            // A deadlock or a serialization failure may pass: record it, and try the same fire
-            // time again at the next interval.
-            Err(e) if e.is_transient() => failed(c, &name, &e.message, due.int8(i, 7).and_then(from_pg)),
-            Err(e) => failed(c, &name, &e.message, next),
-        }
-    }
-    (fired, NEXT_DUE.run(c, &[pg_time(Some(now))]).int8(0, 1))
-}
-
-fn from_pg(t: i64) -> Option<chrono::DateTime<Utc>> {
-    chrono::DateTime::from_timestamp_micros(t + cron::PG_EPOCH_OFFSET_MICROS)
-}
-
-fn fire_one(c: &Conn, due: &Rows, i: usize, name: &str, parsed: &CronSchedule, now: chrono::DateTime<Utc>) -> Result<()> {
-    let at = parsed.latest_at_or_before(now).unwrap_or(now);
-    let id = cron::fire_id(name, at);
-    // A name stored before names had a limit may make an id that no call could name.
-    crate::validate::length(&id, "fire id (rename the schedule)", crate::validate::MAX_ID_BYTES)?;
-    let workflow_name = due.text(i, 4).unwrap_or_default();
-    let queue = due.text(i, 6).unwrap_or_default();
-    enqueue_fire(c, &queue, &workflow_name, due.varlena(i, 5), &id)?;
-    FIRED.run(c, &[text_datum(name), pg_time(Some(at)), text_datum(&id), pg_time(parsed.next_after(now))]);
-    Ok(())
-}
-
-/// A fire that failed: recorded on the schedule, which moves on to its next fire time (none
-/// when its cron no longer parses or never fires again), and logged at most once a minute.
-fn failed(c: &Conn, name: &str, message: &str, next: Option<chrono::DateTime<Utc>>) {
-    let recorded = spi::catching(|| (FAILED.run(c, &[text_datum(name), text_datum(message), pg_time(next)]).len(), true));
-    if recorded.is_err() {
-        MOVED_ON.run(c, &[text_datum(name), pg_time(next)]);
-    }
-    warn::at_most_once_a_minute(&format!("schedule {name}"), &format!("pg_workflow: schedule \"{name}\" did not fire: {message}"));
 }
 
 sql_function!(wf_schedule, pg_finfo_wf_schedule, schedule);

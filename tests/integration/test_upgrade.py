@@ -81,6 +81,11 @@ def test_the_data_survives_the_upgrade_and_works(upgraded):
         assert one(db, "SELECT workflow.recv('open', 6, 'topic', '60 s', 'ex-1')") == {"n": 2}
         assert one(db, "SELECT workflow.recv('open', 7, NULL, '60 s', 'ex-1')") == {"n": 3}
         assert one(db, "SELECT workflow.get_event('open', 'progress', '60 s')") == "half"
+        # A schedule from before the options has the defaults, and takes options now.
+        assert db.execute("SELECT overlap, catch_up, catch_up_limit, skipped_fires FROM workflow.schedules "
+                          "WHERE name = 'nightly'").fetchone() == ("allow", "latest", 100, 0)
+        db.execute("SELECT workflow.schedule('nightly', '0 3 * * *', 'report', overlap => 'skip')")
+        assert one(db, "SELECT overlap FROM workflow.schedules WHERE name = 'nightly'") == "skip"
         assert one(db, "SELECT workflow.finish('open', '\"shipped\"', 'ex-1')") == "SUCCESS"
         # gc is a procedure now: it removes both finished runs and everything they own.
         assert one(db, "CALL workflow.gc('0 s')") == 2
