@@ -62,25 +62,37 @@ macro_rules! ready_from {
 }
 
 /// One statement: the run, and its place in the ready table unless it is DELAYED. ON CONFLICT
-/// covers both the id and an active deduplication_id. A run of a SQL workflow is marked for
-/// the SQL workers (whatever app_version was asked for) and takes its definition's timeout
-/// when none is given.
-static ENQUEUE: Statement = Statement::new(sql!(
-    "WITH inserted AS (
+/// covers both the id and an active deduplication_id. `$source` gives the run's timeout and
+/// app_version (from $8 and $10, or from a SQL workflow's definition).
+macro_rules! enqueue {
+    ($timeout:expr, $app_version:expr, $source:expr) => {
+        sql!("WITH inserted AS (
         INSERT INTO workflow.run (workflow_id, name, status, queue, input, priority, deduplication_id,
                                   partition_key, timeout, available_at, app_version, parent_id)
         SELECT $1, $2, CASE WHEN $9 > interval '0' THEN 'DELAYED' ELSE 'ENQUEUED' END, q.name,
-               $4, $5, $6, $7, coalesce($8, d.timeout), CASE WHEN $9 > interval '0' THEN now() + $9 END,
-               CASE WHEN d.name IS NULL THEN $10 ELSE '", sql_app_version!(), "' END, $11
-          FROM workflow.queue q LEFT JOIN workflow.sql_workflow d ON d.name = $2
-         WHERE q.name = $3
+               $4, $5, $6, $7, ", $timeout, ", CASE WHEN $9 > interval '0' THEN now() + $9 END, ", $app_version, ", $11
+          FROM ", $source, "
         ON CONFLICT DO NOTHING
         RETURNING ", ready_columns!(), "),
-      readied AS (",
-    ready_from!("inserted"),
-    ") SELECT workflow_id, app_version FROM inserted"),
-    &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL, TEXT, TEXT],
+      readied AS (", ready_from!("inserted"), ") SELECT workflow_id, app_version FROM inserted")
+    };
+}
+const ENQUEUE_TYPES: &[pgrx::pg_sys::Oid] = &[TEXT, TEXT, TEXT, JSONB, INT4, TEXT, TEXT, INTERVAL, INTERVAL, TEXT, TEXT];
+
+/// A run of a SQL workflow is marked for the SQL workers (whatever app_version was asked for)
+/// and takes its definition's timeout when none is given.
+static ENQUEUE: Statement = Statement::new(
+    enqueue!(
+        "coalesce($8, d.timeout)",
+        concat!("CASE WHEN d.name IS NULL THEN $10 ELSE '", sql_app_version!(), "' END"),
+        "workflow.queue q LEFT JOIN workflow.sql_workflow d ON d.name = $2 WHERE q.name = $3"
+    ),
+    ENQUEUE_TYPES,
 );
+
+/// The same on a schema from before SQL workflows (until ALTER EXTENSION UPDATE).
+static ENQUEUE_WITHOUT_SQL_WORKFLOWS: Statement =
+    Statement::new(enqueue!("$8", "$10", "workflow.queue q WHERE q.name = $3"), ENQUEUE_TYPES);
 
 static SAME_ID: Statement = Statement::new(c"SELECT name FROM workflow.run WHERE workflow_id = $1", &[TEXT]);
 
@@ -203,7 +215,8 @@ pub fn enqueue_run(c: &Conn, run: &NewRun) -> Result<String> {
         run.app_version.and_then(text_datum),
         run.parent_id.and_then(text_datum),
     ];
-    let enqueued = ENQUEUE.run(c, &row);
+    let statement = if sql_workflow::schema_has_them(c) { &ENQUEUE } else { &ENQUEUE_WITHOUT_SQL_WORKFLOWS };
+    let enqueued = statement.run(c, &row);
     if enqueued.len() == 1 {
         if run.delay.is_some() {
             queue_cache::invalidate_on_commit(run.queue); // dequeuers must learn the new due time

@@ -11,6 +11,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Conn, Statement, INT4, INTERVAL, TEXT};
 use crate::sql_function;
+use crate::tx_cache::{self, TxCache};
 use pgrx::pg_sys::{self, Datum, Oid, OIDOID as OID, REGROLEOID as REGROLE, TEXTARRAYOID as TEXT_ARRAY};
 use pgrx::{FromDatum, IntoDatum};
 
@@ -46,18 +47,41 @@ static UPSERT: Statement = Statement::new(
 static DELETE: Statement =
     Statement::new(c"DELETE FROM workflow.sql_workflow WHERE name = $1 RETURNING name", &[TEXT]);
 
-/// Whether this database's schema has SQL workflows yet (0.3.0 and later): the library may
-/// serve an older schema until ALTER EXTENSION UPDATE.
 static HAS_SQL_RUNS: Statement =
     Statement::new(c"SELECT pg_catalog.to_regclass('workflow.sql_run') IS NOT NULL", &[]);
 
 static FORGET_RUNS: Statement =
     Statement::new(c"DELETE FROM workflow.sql_run WHERE workflow_id = ANY ($1)", &[pg_sys::TEXTARRAYOID]);
 
+/// What a backend knows about its database's schema.
+struct Schema {
+    has_sql_workflows: bool,
+}
+
+impl tx_cache::Entry for Schema {
+    fn key(&self) -> &str {
+        ""
+    }
+}
+
+static SCHEMA: TxCache<Schema> = TxCache::new(1);
+
+/// Whether this database's schema has SQL workflows yet: the library serves an older schema
+/// until ALTER EXTENSION UPDATE. Cached until a relcache invalidation, which the update's new
+/// tables send (`tx_cache`).
+pub fn schema_has_them(c: &Conn) -> bool {
+    if let Some(known) = SCHEMA.with("", |s| s.has_sql_workflows) {
+        return known;
+    }
+    let has_sql_workflows = HAS_SQL_RUNS.run(c, &[]).bool(0, 1) == Some(true);
+    SCHEMA.learn(Schema { has_sql_workflows });
+    has_sql_workflows
+}
+
 /// Drops the definitions that runs `ids` copied: deleted runs leave nothing behind, and a
 /// resumed run takes the current definition (and a fresh count of attempts).
 pub fn forget_runs(c: &Conn, ids: Option<Datum>) {
-    if HAS_SQL_RUNS.run(c, &[]).bool(0, 1) == Some(true) {
+    if schema_has_them(c) {
         FORGET_RUNS.run(c, &[ids]);
     }
 }
