@@ -11,18 +11,23 @@ mod error;
 mod executor;
 mod fmgr;
 mod guc;
+mod launcher;
 mod messaging;
 mod operations;
 mod queue;
 mod queue_cache;
 mod recovery;
+mod registry;
 mod run_cache;
 mod schedule;
+mod spawn;
 mod spi;
+mod sql_pool;
 mod sql_worker;
 mod step;
 mod tick;
 mod tx_cache;
+mod utility;
 mod validate;
 mod wake;
 mod warn;
@@ -43,7 +48,9 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init(preloading);
     if preloading {
         wake::init_shared_memory();
-        worker::register();
+        registry::init_shared_memory();
+        utility::install();
+        launcher::register();
     }
 }
 
