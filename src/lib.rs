@@ -20,6 +20,7 @@ mod recovery;
 mod registry;
 mod run_cache;
 mod schedule;
+mod shmem;
 mod spawn;
 mod spi;
 mod sql_pool;
@@ -47,8 +48,7 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);
     if preloading {
-        wake::init_shared_memory();
-        registry::init_shared_memory();
+        shmem::init();
         utility::install();
         launcher::register();
     }

@@ -73,53 +73,28 @@ unsafe impl Sync for Local {}
 
 static LOCAL: Local = Local { registry: Cell::new(std::ptr::null_mut()), claimed: Cell::new(None) };
 
-static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+/// The table's size, for shmem.rs.
+pub const SHMEM_SIZE: usize = std::mem::size_of::<Registry>();
 
-/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
-pub fn init_shared_memory() {
-    // SAFETY: _PG_init runs in the postmaster before any backend exists; hooks are chained.
-    unsafe {
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(request_shmem);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(startup_shmem);
-    }
+/// Asks for the table's LWLock. # Safety: only from the shared-memory request hook (shmem.rs).
+pub unsafe fn request_lock() {
+    // SAFETY: called from the shared-memory request hook, in the postmaster.
+    unsafe { pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1) };
 }
 
-// SAFETY: Postgres calls the hook once, in the postmaster, while shared memory is sized.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn request_shmem() {
-    // SAFETY: see above.
+/// Finds (or creates and zeroes) the table. # Safety: only from the shared-memory startup
+/// hook (shmem.rs), under AddinShmemInitLock.
+pub unsafe fn attach() {
+    // SAFETY: called from the shared-memory startup hook, under AddinShmemInitLock; the named
+    // tranche was requested in request_lock.
     unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            prev();
-        }
-        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Registry>());
-        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1);
-    }
-}
-
-// SAFETY: Postgres calls the hook in each process that attaches shared memory.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn startup_shmem() {
-    // SAFETY: ShmemInitStruct under AddinShmemInitLock (slot 21 of the main LWLock array, as
-    // in wake.rs); the table is zeroed once, by whoever creates it.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            prev();
-        }
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
-        let size = std::mem::size_of::<Registry>();
-        let registry = pg_sys::ShmemInitStruct(c"pg_workflow registry".as_ptr(), size, &mut found).cast::<Registry>();
+        let registry = pg_sys::ShmemInitStruct(c"pg_workflow registry".as_ptr(), SHMEM_SIZE, &mut found).cast::<Registry>();
         if !found {
-            std::ptr::write_bytes(registry.cast::<u8>(), 0, size);
+            std::ptr::write_bytes(registry.cast::<u8>(), 0, SHMEM_SIZE);
             (*registry).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
         }
         LOCAL.registry.set(registry);
-        pg_sys::LWLockRelease(init_lock);
     }
 }
 
