@@ -222,12 +222,19 @@ pub fn state(database: Oid) -> State {
     .unwrap_or(State::Unknown)
 }
 
+/// Scheduler #1 found the extension. The first time, the launcher is woken to start the
+/// other schedulers at once.
 pub fn mark_active(database: Oid) {
-    with(true, |r| {
-        if let Some(d) = r.database_or_new(database) {
+    let changed = with(true, |r| match r.database_or_new(database) {
+        Some(d) if d.state != State::Active as u32 => {
             d.state = State::Active as u32;
+            true
         }
+        _ => false,
     });
+    if changed == Some(true) {
+        wake_launcher();
+    }
 }
 
 /// The CREATE EXTENSION epoch; read it before the transaction that looks for the extension.
