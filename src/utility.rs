@@ -85,8 +85,8 @@ unsafe extern "C-unwind" fn process_utility(
     if registry::available() {
         // SAFETY: as above; the statement succeeded.
         match unsafe { created(stmt) } {
-            Some(Created::Extension) => at_transaction_end_do(|p| p.extension_created.set(true)),
-            Some(Created::Database) => at_transaction_end_do(|p| p.database_created.set(true)),
+            Some(Created::Extension) => remember_for_transaction_end(|p| p.extension_created.set(true)),
+            Some(Created::Database) => remember_for_transaction_end(|p| p.database_created.set(true)),
             None => {}
         }
     }
@@ -168,7 +168,7 @@ fn empty_database(oid: Oid) {
     if !registry::pause(oid, PAUSE_MS) {
         return; // the registry is full: CountOtherDBBackends will say who is in the way
     }
-    at_transaction_end_do(|p| p.paused.borrow_mut().push(oid));
+    remember_for_transaction_end(|p| p.paused.borrow_mut().push(oid));
     let deadline = Instant::now() + WAIT_AT_MOST;
     let mut asked = Vec::new();
     loop {
@@ -197,7 +197,7 @@ fn empty_database(oid: Oid) {
 }
 
 /// Records something for the end of the transaction, registering the callback once.
-fn at_transaction_end_do(record: impl FnOnce(&Pending)) {
+fn remember_for_transaction_end(record: impl FnOnce(&Pending)) {
     if !PENDING.callback_registered.replace(true) {
         // SAFETY: registers a guarded callback once per backend.
         unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) };
