@@ -12,20 +12,23 @@ pub static MAX_PAYLOAD_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 102
 /// How many times a PENDING run may be recovered before it is dead-lettered.
 pub static MAX_RECOVERY_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
-/// The database the scheduler workers serve.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// The one database the workers serve; empty (the default): every database.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// How often each scheduler loop runs tick() at the least.
 pub static TICK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
-/// How many scheduler loops to start (read when the server starts).
+/// How many scheduler loops run in each served database.
 pub static SCHEDULER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 
-/// Defines the settings. The two that the workers read once, at server start, are
-/// PGC_POSTMASTER, and Postgres allows defining those only while preloading.
+/// How many SQL workers run in each database that has the extension.
+pub static SQL_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+/// Defines the settings. The workers' settings mean something only with the launcher, which
+/// needs shared_preload_libraries: they are defined only while preloading.
 pub fn init(preloading: bool) {
     if preloading {
-        define_startup_settings();
+        define_worker_settings();
     }
     GucRegistry::define_int_guc(
         c"workflow.tick_interval",
@@ -69,23 +72,33 @@ pub fn init(preloading: bool) {
     );
 }
 
-fn define_startup_settings() {
+fn define_worker_settings() {
     GucRegistry::define_string_guc(
         c"workflow.database",
-        c"The database whose schedules and recovery the scheduler workers serve (set at server start).",
-        c"The workers wait while this database or the extension in it is missing.",
+        c"The one database whose schedules, recovery and SQL runs the workers serve; empty: every database.",
+        c"Empty (the default) serves every database that has the extension.",
         &DATABASE,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"workflow.scheduler_workers",
-        c"How many scheduler workers run tick() in a loop (0 to 8; set at server start).",
+        c"How many scheduler workers run tick() in a loop in each served database (0 to 8).",
         c"",
         &SCHEDULER_WORKERS,
         0,
         8,
-        GucContext::Postmaster,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"workflow.sql_workers",
+        c"How many SQL workers claim SQL workflows' runs in each served database (0 to 8).",
+        c"Scheduler worker 1 of each database keeps them running.",
+        &SQL_WORKERS,
+        0,
+        8,
+        GucContext::Sighup,
         GucFlags::default(),
     );
 }
@@ -98,6 +111,7 @@ pub fn max_payload_bytes() -> usize {
     MAX_PAYLOAD_SIZE.get() as usize
 }
 
-pub fn database() -> String {
-    DATABASE.get().and_then(|c| c.into_string().ok()).unwrap_or_else(|| "postgres".into())
+/// The one database to serve, or None: every database.
+pub fn database() -> Option<String> {
+    DATABASE.get().and_then(|c| c.into_string().ok()).filter(|name| !name.is_empty())
 }

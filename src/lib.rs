@@ -11,20 +11,26 @@ mod error;
 mod executor;
 mod fmgr;
 mod guc;
+mod launcher;
 mod messaging;
 mod operations;
 mod queue;
 mod queue_cache;
 mod recovery;
+mod registry;
 mod run_cache;
 mod schedule;
+mod shmem;
+mod spawn;
 mod spi;
+mod sql_pool;
 mod sql_worker;
 mod sql_workflow;
 mod step;
 mod tick;
 mod tx_cache;
 mod user_sql;
+mod utility;
 mod validate;
 mod wake;
 mod warn;
@@ -44,9 +50,9 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);
     if preloading {
-        wake::init_shared_memory();
-        worker::register();
-        sql_worker::register_static(); // TEMPORARY: the launcher replaces it
+        shmem::init();
+        utility::install();
+        launcher::register();
     }
 }
 

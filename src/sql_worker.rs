@@ -290,13 +290,7 @@ pub fn serve(index: i32) {
     let mut last_heartbeat = Instant::now();
     let waiter = wake::Waiter::new(wake::sql_slot());
     loop {
-        // SAFETY: the flag is set by the SIGHUP handler; reloading between runs is safe.
-        unsafe {
-            if pg_sys::ConfigReloadPending != 0 {
-                pg_sys::ConfigReloadPending = 0;
-                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-            }
-        }
+        crate::spawn::reload_if_asked();
         let seen = waiter.epoch();
         // SAFETY: reads shared state of this backend.
         if unsafe { pg_sys::RecoveryInProgress() } {
@@ -603,50 +597,4 @@ fn record_failure(me: &str, id: &str, step: i32, failure: &Failure) {
             workflow::announce(id, ended.text(0, 1).as_deref());
         }
     });
-}
-
-
-/// TEMPORARY until the per-database launcher lands: two static SQL workers for
-/// `workflow.database`.
-pub fn register_static() {
-    for n in 1..=2 {
-        pgrx::bgworkers::BackgroundWorkerBuilder::new(&format!("pg_workflow sql worker {n}"))
-            .set_type("pg_workflow sql worker")
-            .set_library("pg_workflow")
-            .set_function("pg_workflow_sql_worker_static_main")
-            .set_argument(Some(pg_sys::Datum::from(n)))
-            .enable_spi_access()
-            .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(Some(Duration::from_secs(1)))
-            .load();
-    }
-}
-
-// SAFETY: the C signatures of Postgres' signal handlers (void handler(int)).
-unsafe extern "C-unwind" {
-    #[link_name = "die"]
-    fn postgres_die(signal: std::ffi::c_int);
-    #[link_name = "SignalHandlerForConfigReload"]
-    fn postgres_reload(signal: std::ffi::c_int);
-}
-
-#[pgrx::pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_workflow_sql_worker_static_main(arg: pg_sys::Datum) {
-    // SAFETY: a background worker installs its handlers before it unblocks signals.
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(postgres_reload));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
-    pgrx::bgworkers::BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
-    loop {
-        serve(arg.value() as i32);
-        // SAFETY: sleeps on this process's latch; exits with the postmaster.
-        unsafe {
-            pg_sys::WaitLatch(pg_sys::MyLatch, (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32, 1000, pg_sys::PG_WAIT_EXTENSION);
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pgrx::check_for_interrupts!();
-    }
 }

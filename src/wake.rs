@@ -41,51 +41,16 @@ static SHARED: Shared = Shared {
     pending: RefCell::new(Vec::new()),
 };
 
-static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+/// The board's size, for shmem.rs.
+pub const SHMEM_SIZE: usize = std::mem::size_of::<Board>();
 
-/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
-pub fn init_shared_memory() {
-    // SAFETY: _PG_init runs in the postmaster before any backend exists; hooks are chained.
+/// Finds (or creates and initialises) the board. # Safety: only from the shared-memory
+/// startup hook (shmem.rs), under AddinShmemInitLock.
+pub unsafe fn attach() {
+    // SAFETY: called from the shared-memory startup hook, under AddinShmemInitLock.
     unsafe {
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(request_shmem);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(startup_shmem);
-    }
-}
-
-// SAFETY: Postgres calls the hook once, in the postmaster, while shared memory is sized.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn request_shmem() {
-    // SAFETY: see above.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            prev();
-        }
-        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Board>());
-    }
-}
-
-// SAFETY: Postgres calls the hook in each process that attaches shared memory.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn startup_shmem() {
-    // SAFETY: ShmemInitStruct under AddinShmemInitLock, as the docs prescribe; the board is
-    // initialised once, by whoever creates it.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            prev();
-        }
-        // AddinShmemInitLock is a macro in C: slot 21 of the main LWLock array.
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
-        let board = pg_sys::ShmemInitStruct(
-            c"pg_workflow wake board".as_ptr(),
-            std::mem::size_of::<Board>(),
-            &mut found,
-        )
-        .cast::<Board>();
+        let board = pg_sys::ShmemInitStruct(c"pg_workflow wake board".as_ptr(), SHMEM_SIZE, &mut found).cast::<Board>();
         if !found {
             for slot in (*board).slots.iter_mut() {
                 pg_sys::ConditionVariableInit(slot);
@@ -95,7 +60,6 @@ unsafe extern "C-unwind" fn startup_shmem() {
             }
         }
         SHARED.board.set(board);
-        pg_sys::LWLockRelease(init_lock);
     }
 }
 

@@ -131,8 +131,8 @@ def schedulers(db):
 def restart_schedulers():
     """Database settings reach a worker when it connects: terminate them; they come back in 1 s."""
     with clean() as db:
-        old = schedulers(db)
-        assert old, "no scheduler worker serves this database"
+        # After CREATE EXTENSION, the launcher starts them within a second or so.
+        old = wait_until(lambda: schedulers(db), what="a scheduler worker to serve this database")
         for pid in old:
             db.execute("SELECT pg_terminate_backend(%s)", (pid,))
         wait_until(lambda: len(schedulers(db)) == len(old) and not set(schedulers(db)) & set(old),
@@ -161,8 +161,7 @@ def planted_database():
         yield
     finally:
         with clean() as db:
-            reset(db)
-        restart_schedulers()
+            reset(db)  # drops the extension: the schedulers leave, and come back with it
 
 
 def calls():

@@ -15,7 +15,7 @@ SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
 
 @pytest.fixture(scope="module")
 def plain_server():
-    port = PORT + 10
+    port = int(os.environ.get("PGWF_UNPRELOADED_PORT", PORT + 10))
     subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
     shutil.rmtree(DIR, ignore_errors=True)
     subprocess.run([SCRIPT, "start", DIR, str(port)], check=True, env=dict(os.environ, PGWF_PRELOAD="0"))

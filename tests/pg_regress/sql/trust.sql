@@ -133,7 +133,7 @@ PREPARE TRANSACTION 'wf-step';
 COMMIT PREPARED 'wf-step';
 SELECT last_step FROM workflow.runs WHERE workflow_id = 'prep-1';
 
--- 17. Settings read once at server start say so.
+-- 17. Every setting changes without a restart (the launcher follows the workers' settings).
 SELECT name, context FROM pg_settings WHERE name LIKE 'workflow.%' ORDER BY name;
 
 -- 7. A queue cached before DROP/CREATE EXTENSION is not trusted afterwards. (Last in this

@@ -1,0 +1,50 @@
+//! Shared memory: one pair of hooks that sizes and attaches every shared structure of ours (the
+//! wake-up board of wake.rs, the worker registry of registry.rs). Needs shared_preload_libraries.
+
+use crate::{registry, wake};
+use pgrx::pg_sys;
+
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
+pub fn init() {
+    // SAFETY: _PG_init runs in the postmaster before any backend exists; hooks are chained.
+    unsafe {
+        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request_shmem);
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(startup_shmem);
+    }
+}
+
+// SAFETY: Postgres calls the hook once, in the postmaster, while shared memory is sized.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn request_shmem() {
+    // SAFETY: see above.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(wake::SHMEM_SIZE + registry::SHMEM_SIZE);
+        registry::request_lock();
+    }
+}
+
+// SAFETY: Postgres calls the hook in each process that attaches shared memory.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn startup_shmem() {
+    // SAFETY: ShmemInitStruct under AddinShmemInitLock, as the docs prescribe: each structure
+    // is initialised once, by whoever creates it.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            prev();
+        }
+        // AddinShmemInitLock is a macro in C: slot 21 of the main LWLock array.
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        wake::attach();
+        registry::attach();
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
