@@ -42,7 +42,7 @@ def fires(dbname, schedule="tick"):
     return query("SELECT count(*) FROM workflow.runs WHERE workflow_id LIKE %s", (f"cron:{schedule}:%",), dbname)[0][0]
 
 
-def served_database(name, sql_table=False):
+def served_database(name):
     """A new database with the extension and a schedule that fires every second."""
     with connect() as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -50,8 +50,6 @@ def served_database(name, sql_table=False):
     with connect(name) as c:
         c.execute("CREATE EXTENSION pg_workflow")
         c.execute("SELECT workflow.schedule('tick', '* * * * * *', 'ping')")
-        if sql_table:
-            c.execute("CREATE TABLE workflow.sql_workflow ()")  # until the SQL workflows' table ships
     wait_until(lambda: workers(name), what=f"a scheduler in {name}")
     return query("SELECT oid FROM pg_database WHERE datname = %s", (name,))[0][0]
 
@@ -99,7 +97,7 @@ def test_a_database_without_the_extension_gets_no_resident_workers():
 
 
 def test_drop_database_of_a_served_database_needs_no_force():
-    oid = served_database("lw_drop", sql_table=True)
+    oid = served_database("lw_drop")
     wait_until(lambda: len(workers("lw_drop", "pg_workflow sql worker")) == 2, what="2 SQL workers")
     took = timed("postgres", "DROP DATABASE lw_drop")
     print(f"DROP DATABASE took {took:.2f} s")
@@ -154,7 +152,7 @@ def test_a_terminated_scheduler_comes_back():
 
 
 def test_a_restarted_launcher_runs_no_duplicates():
-    served_database("lw_dup", sql_table=True)
+    served_database("lw_dup")
     wait_until(lambda: len(workers("lw_dup", "pg_workflow sql worker")) == 2, what="2 SQL workers")
     query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_workflow launcher'")
     wait_until(lambda: query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_workflow launcher'"
@@ -165,22 +163,42 @@ def test_a_restarted_launcher_runs_no_duplicates():
 
 
 def test_the_schedulers_keep_the_leases_of_live_sql_workers():
-    served_database("lw_lease", sql_table=True)
+    """A SQL worker inside a long step cannot heartbeat: its database's scheduler renews its
+    lease while its process lives, and only then."""
+    served_database("lw_lease")
     wait_until(lambda: len(workers("lw_lease", "pg_workflow sql worker")) == 2, what="2 SQL workers")
     with connect("lw_lease") as c:
+        c.execute("CREATE ROLE lw_sleeper")
+        c.execute("SELECT workflow.define('nap', ARRAY['SELECT pg_sleep(600)'], run_as => 'lw_sleeper')")
+        c.execute("SELECT workflow.enqueue('default', 'nap', NULL, 'nap-1')")
+    busy = wait_until(lambda: query("SELECT executor_id FROM workflow.runs WHERE workflow_id = 'nap-1' AND status = 'PENDING'",
+                                    (), "lw_lease"), what="a SQL worker in its step")[0][0]
+    wait_until(lambda: query("SELECT 1 FROM pg_stat_activity WHERE datname = 'lw_lease' AND wait_event = 'PgSleep'"),
+               what="the step to sleep")
+    with connect("lw_lease") as c:
+        c.execute("UPDATE workflow.executor SET last_heartbeat = now() - interval '1 hour' WHERE executor_id = %s", (busy,))
         c.execute("INSERT INTO workflow.executor (executor_id, last_heartbeat) VALUES "
-                  "('pg_workflow:sql:1', now() - interval '1 hour'), ('pg_workflow:sql:7', now() - interval '1 hour')")
+                  "('pg_workflow:sql:7', now() - interval '1 hour')")
 
     def age(executor):
         return query("SELECT extract(epoch FROM clock_timestamp() - last_heartbeat) FROM workflow.executor "
                      "WHERE executor_id = %s", (executor,), "lw_lease")[0][0]
 
-    wait_until(lambda: age("pg_workflow:sql:1") < 5, what="the live SQL worker's lease renewed")
-    assert age("pg_workflow:sql:7") > 3000, "a lease of a slot with no live worker was renewed"
+    try:
+        wait_until(lambda: age(busy) < 5, what="the busy SQL worker's lease renewed")
+        assert age("pg_workflow:sql:7") > 3000, "a lease of a slot with no live worker was renewed"
+        assert query("SELECT status FROM workflow.runs WHERE workflow_id = 'nap-1'", (), "lw_lease")[0][0] == "PENDING"
+    finally:
+        with connect("lw_lease") as c:
+            c.execute("SELECT workflow.cancel('nap-1')")
+            c.execute("SELECT workflow.undefine('nap')")
+        with connect() as c:
+            c.execute("DROP DATABASE lw_lease WITH (FORCE)")
+            c.execute("DROP ROLE lw_sleeper")
 
 
 def test_sql_workers_follow_the_setting():
-    served_database("lw_count", sql_table=True)
+    served_database("lw_count")
     wait_until(lambda: len(workers("lw_count", "pg_workflow sql worker")) == 2, what="2 SQL workers")
     with connect() as c:
         c.execute("ALTER SYSTEM SET workflow.sql_workers = 1")
