@@ -75,11 +75,18 @@ def launcher_server():
 
 
 def test_two_databases_are_served_at_once():
-    served_database("lw_one")
-    served_database("lw_two")
+    with connect() as c:
+        c.execute("DO $$ BEGIN CREATE ROLE lw_runner; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    for name in ("lw_one", "lw_two"):
+        served_database(name)
+        with connect(name) as c:  # and a SQL workflow that the database's own SQL workers run
+            c.execute("SELECT workflow.define('where', ARRAY['SELECT current_database()'], run_as => 'lw_runner')")
+            c.execute("SELECT workflow.enqueue('default', 'where', NULL, 'where-1')")
     for name in ("lw_one", "lw_two"):
         wait_until(lambda: fires(name) >= 2, what=f"fires in {name}")
         assert len(workers(name)) == 1
+        wait_until(lambda: query("SELECT output FROM workflow.runs WHERE workflow_id = 'where-1' AND status = 'SUCCESS'",
+                                 (), name) == [(name,)], what=f"the SQL workflow of {name}")
 
 
 def test_a_database_without_the_extension_gets_no_resident_workers():
