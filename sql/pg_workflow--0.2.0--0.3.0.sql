@@ -41,7 +41,9 @@ CREATE INDEX ready_sql ON workflow.ready (queue) WHERE app_version = 'pg_workflo
 CREATE FUNCTION workflow.define(name text, steps text[], max_attempts int DEFAULT 3,
                                 backoff interval DEFAULT '10 s', timeout interval DEFAULT NULL,
                                 run_as text DEFAULT NULL)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_define';
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_define';
+-- SECURITY INVOKER on purpose: who may run steps as whom is the current user's to decide
+-- (src/sql_workflow.rs); only its write runs as the extension's owner.
 COMMENT ON FUNCTION workflow.define(text, text[], int, interval, interval, text) IS
   'Creates or replaces a SQL workflow: steps run by the server''s SQL workers as run_as (default: the caller; never a superuser), $1 = input, $2 = earlier outputs.';
 

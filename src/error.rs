@@ -53,6 +53,7 @@ pub enum WorkflowError {
     SuperuserRunAs { role: String },
     CannotSetRole { caller: String, role: String },
     ReservedAppVersion,
+    RestrictedDefine,
 }
 
 pub type Result<T> = std::result::Result<T, WorkflowError>;
@@ -92,7 +93,7 @@ impl WorkflowError {
             StepSyntax { .. } => "42601",
             StepControlsTransaction { .. } => "0A000",
             UnknownRole { .. } => "42704",
-            SuperuserRunAs { .. } | CannotSetRole { .. } => "42501",
+            SuperuserRunAs { .. } | CannotSetRole { .. } | RestrictedDefine => "42501",
         }
     }
 
@@ -199,9 +200,11 @@ impl fmt::Display for WorkflowError {
                 write!(f, "step {step} controls the transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...)")
             }
             UnknownRole { role } => write!(f, "role \"{role}\" does not exist"),
-            SuperuserRunAs { role } => {
-                write!(f, "SQL workflows never run as a superuser, and \"{role}\" is one: pass run_as")
-            }
+            SuperuserRunAs { role } => write!(
+                f,
+                "SQL workflows never run as a superuser or a role with pg_execute_server_program, pg_read_server_files or pg_write_server_files, and \"{role}\" is one: pass run_as"
+            ),
+            RestrictedDefine => write!(f, "define() cannot run within a security-restricted operation"),
             CannotSetRole { caller, role } => write!(f, "role \"{caller}\" cannot SET ROLE to \"{role}\""),
             ReservedAppVersion => write!(
                 f,

@@ -24,6 +24,7 @@ mod shmem;
 mod spawn;
 mod spi;
 mod sql_pool;
+mod sql_step;
 mod sql_worker;
 mod sql_workflow;
 mod step;

@@ -57,6 +57,12 @@ pub fn terminate(pid: i32) {
     unsafe { kill(pid, pg_sys::SIGTERM as i32) };
 }
 
+/// Cancels a worker's current statement, as pg_cancel_backend does.
+pub fn interrupt(pid: i32) {
+    // SAFETY: a plain signal to a process of this server (its pid from pg_stat_activity).
+    unsafe { kill(pid, pg_sys::SIGINT as i32) };
+}
+
 /// The worker's argument: its database in the low 32 bits, its index above.
 fn argument(database: Oid, index: i32) -> pg_sys::Datum {
     pg_sys::Datum::from((u32::from(database) as u64) | ((index as u64) << 32))

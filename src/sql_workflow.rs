@@ -10,7 +10,7 @@
 use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args};
 use crate::spi::{self, Conn, Statement, INT4, INTERVAL, TEXT};
-use crate::sql_function;
+use crate::{sql, sql_function};
 use crate::tx_cache::{self, TxCache};
 use pgrx::pg_sys::{self, Datum, Oid, OIDOID as OID, REGROLEOID as REGROLE, TEXTARRAYOID as TEXT_ARRAY};
 use pgrx::{FromDatum, IntoDatum};
@@ -26,11 +26,32 @@ macro_rules! sql_app_version {
 /// The app_version that marks the runs of SQL workflows.
 pub const APP_VERSION: &str = sql_app_version!();
 
-static ROLE: Statement =
-    Statement::new(c"SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", &[TEXT]);
+/// Whether a role may not be a run_as: a superuser, or a role with the server's files or
+/// programs at hand (which a superuser could grant to anyone, and which reach the OS).
+#[macro_export]
+macro_rules! privileged_role {
+    ($oid:literal) => {
+        concat!(
+            "(rolsuper OR pg_catalog.pg_has_role(", $oid, ", 'pg_execute_server_program', 'USAGE')
+              OR pg_catalog.pg_has_role(", $oid, ", 'pg_read_server_files', 'USAGE')
+              OR pg_catalog.pg_has_role(", $oid, ", 'pg_write_server_files', 'USAGE'))"
+        )
+    };
+}
 
-static ROLE_NAME: Statement =
-    Statement::new(c"SELECT rolname::text, rolsuper FROM pg_catalog.pg_roles WHERE oid = $1", &[OID]);
+static ROLE: Statement = Statement::new(
+    sql!("SELECT oid, ", privileged_role!("oid"), " FROM pg_catalog.pg_roles WHERE rolname = $1"),
+    &[TEXT],
+);
+
+static ROLE_NAME: Statement = Statement::new(
+    sql!("SELECT rolname::text, ", privileged_role!("oid"), " FROM pg_catalog.pg_roles WHERE oid = $1"),
+    &[OID],
+);
+
+/// Who owns the extension: define() writes as that role.
+static OWNER: Statement =
+    Statement::new(c"SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_workflow'", &[]);
 
 static MEMBER: Statement = Statement::new(c"SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')", &[OID, OID]);
 
@@ -148,6 +169,12 @@ fn parse(sql: &std::ffi::CStr) -> Parsed {
 
 /// `define(name, steps, max_attempts, backoff, timeout, run_as)`: creates or replaces a SQL
 /// workflow. Runs that have started keep the steps they started with.
+///
+/// It is SECURITY INVOKER, unlike the other functions: who may run steps as whom is decided by
+/// the current user, the one that the SQL calling it runs as (a SECURITY DEFINER function's
+/// owner, say), never by the session's role. It refuses to run inside a security-restricted
+/// operation (an index expression, a materialized view), where the current user is not the one
+/// who asked. Only the write itself runs as the extension's owner.
 fn define(args: &Args) -> Result<()> {
     let name = args.name(0, "name")?;
     let steps = args.datum(1).ok_or(WorkflowError::NullArgument { arg: "steps" })?;
@@ -164,10 +191,11 @@ fn define(args: &Args) -> Result<()> {
     };
     let run_as = args.optional_name(5, "run_as")?;
     check_steps(&steps)?;
-    // The caller: the session's current role (SET ROLE's), not this SECURITY DEFINER
-    // function's owner.
-    // SAFETY: reads a global of this backend.
-    let caller = unsafe { pg_sys::GetOuterUserId() };
+    // SAFETY: reads two globals of this backend.
+    let (caller, restricted) = unsafe { (pg_sys::GetUserId(), pg_sys::InSecurityRestrictedOperation()) };
+    if restricted {
+        return Err(WorkflowError::RestrictedDefine);
+    }
     spi::connect(|c| {
         let me = ROLE_NAME.run(c, &[caller.into_datum()]);
         let caller_name = me.text(0, 1).unwrap_or_default();
@@ -180,7 +208,16 @@ fn define(args: &Args) -> Result<()> {
         if MEMBER.run(c, &[caller.into_datum(), role.into_datum()]).bool(0, 1) != Some(true) {
             return Err(WorkflowError::CannotSetRole { caller: caller_name, role: role_name });
         }
+        let owner = Oid::from(OWNER.run(c, &[]).int(0, 1).unwrap_or(0) as u32);
         let steps: Vec<Option<String>> = steps.clone();
+        let (mut user, mut context) = (Oid::INVALID, 0);
+        // SAFETY: switches to the extension's owner for the one write below, as a SECURITY
+        // DEFINER function would, and back; an error in between is undone by the
+        // (sub)transaction abort, which restores the user.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        }
         UPSERT.run(c, &[
             text_datum(&name),
             steps.into_datum(),
@@ -190,6 +227,8 @@ fn define(args: &Args) -> Result<()> {
             role.into_datum(),
             caller.into_datum(),
         ]);
+        // SAFETY: restores what was saved above.
+        unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
         Ok(())
     })
 }

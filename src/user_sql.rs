@@ -1,13 +1,16 @@
 //! Running a user's SQL as a user: the one place where our code leaves the pinned
 //! `pg_catalog` search path (`spi.rs`) on purpose.
 //!
-//! A SQL workflow's step runs as its `run_as` role the way a SECURITY DEFINER function body
-//! runs as its owner: the current user is switched with SECURITY_LOCAL_USERID_CHANGE, which
-//! makes SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION fail, so a step cannot climb back
-//! to the worker's superuser. The search_path is the role's own with `pg_temp` last. Every
-//! setting the step changes, with SET or SET LOCAL, is rolled back when it ends, and so are its
-//! temporary objects, prepared statements and session advisory locks: nothing a step leaves
-//! in the worker's session reaches the next step, which may belong to another role.
+//! A SQL workflow's step runs as its `run_as` role the way REFRESH MATERIALIZED VIEW runs a
+//! view's query as its owner: the current user is switched with SECURITY_LOCAL_USERID_CHANGE,
+//! which makes SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION fail, and
+//! SECURITY_RESTRICTED_OPERATION, which refuses what would run the role's code later, after the
+//! worker's own user is back: deferred triggers and cursors WITH HOLD (both run at COMMIT), and
+//! temporary objects. So a step cannot climb back to the worker's superuser. The search_path is
+//! the role's own with `pg_temp` last. Every setting the step changes, with SET or SET LOCAL,
+//! is rolled back when it ends; its prepared statements, session advisory locks and LISTENs are
+//! dropped before each step and after a failed one (`forget_session_state`): nothing a step
+//! leaves in the worker's session reaches the next step, which may belong to another role.
 
 use crate::spi::Out;
 use pgrx::pg_sys::{self, Datum, Oid};
@@ -18,6 +21,10 @@ use std::ffi::{c_int, CStr, CString};
 unsafe extern "C-unwind" {
     fn enable_timeout_after(id: c_int, delay_ms: c_int);
     fn disable_timeout(id: c_int, keep_indicator: bool);
+}
+// SAFETY: the C signature of PostgreSQL 15's commands/async.h.
+unsafe extern "C-unwind" {
+    fn Async_UnlistenAll();
 }
 /// STATEMENT_TIMEOUT in PostgreSQL 15's `TimeoutId`.
 const STATEMENT_TIMEOUT: c_int = 3;
@@ -53,10 +60,12 @@ pub fn run(step: &Step) -> Option<Out> {
     // on the error path (user id, GUC nest level, SPI connection). The argument arrays outlive
     // SPI_execute_with_args, which copies what it keeps.
     unsafe {
+        forget_session_state();
         let nest = pg_sys::NewGUCNestLevel();
         set(c"search_path", &path);
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(step.role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as c_int);
+        let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as c_int;
+        pg_sys::SetUserIdAndSecContext(step.role, context | restricted);
         pg_sys::SPI_connect();
         if let Some(ms) = step.time_left_ms {
             enable_timeout_after(STATEMENT_TIMEOUT, ms.clamp(1, i32::MAX as i64) as c_int);
@@ -147,16 +156,16 @@ unsafe fn first_row_as_jsonb() -> Option<Out> {
     }
 }
 
-/// Drops what a step may have left in the session besides settings: temporary objects,
-/// prepared statements and session-level advisory locks (DISCARD ALL's share of it).
-///
-/// # Safety
-/// Inside a transaction, as the worker's own user.
-unsafe fn forget_session_state() {
-    // SAFETY: the calls DISCARD TEMP, DEALLOCATE ALL and pg_advisory_unlock_all make.
+/// Drops what a step may have left in the session besides settings, which a rollback does not
+/// undo: prepared statements, session-level advisory locks, LISTENs (DISCARD ALL's share of it;
+/// temporary objects and held cursors cannot be made in a step). Called before each step, after
+/// a successful one, and (by the worker) after a failed one.
+pub fn forget_session_state() {
+    // SAFETY: the calls DEALLOCATE ALL, pg_advisory_unlock_all and UNLISTEN * make; the worker
+    // calls this inside a transaction, as its own user.
     unsafe {
-        pg_sys::ResetTempTableNamespace();
         pg_sys::DropAllPreparedStatements();
         pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as _);
+        Async_UnlistenAll();
     }
 }

@@ -67,10 +67,10 @@ unsafe extern "C-unwind" fn process_utility(
     let stmt = unsafe { (*pstmt).utilityStmt };
     if registry::available() {
         // SAFETY: stmt is a valid parse node (or null).
-        if let Some(name) = unsafe { database_needing_no_sessions(stmt) } {
+        if let Some((name, in_block_too)) = unsafe { database_needing_no_sessions(stmt) } {
             // SAFETY: name is a NUL-ended string of the parse tree.
             let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
-            if oid != pg_sys::InvalidOid {
+            if oid != pg_sys::InvalidOid && may_succeed(oid, in_block_too) {
                 empty_database(oid);
             }
         }
@@ -92,8 +92,9 @@ unsafe extern "C-unwind" fn process_utility(
     }
 }
 
-/// The database x of the four statements above, or None.
-unsafe fn database_needing_no_sessions(stmt: *mut pg_sys::Node) -> Option<&'static CStr> {
+/// The database x of the four statements above, and whether the statement may run inside a
+/// transaction block (only RENAME may); or None.
+unsafe fn database_needing_no_sessions(stmt: *mut pg_sys::Node) -> Option<(&'static CStr, bool)> {
     if stmt.is_null() {
         return None;
     }
@@ -123,8 +124,19 @@ unsafe fn database_needing_no_sessions(stmt: *mut pg_sys::Node) -> Option<&'stat
             }
             _ => return None,
         };
-        (!name.is_null()).then(|| CStr::from_ptr(name))
+        let in_block_too = (*stmt).type_ == pg_sys::NodeTag::T_RenameStmt;
+        (!name.is_null()).then(|| (CStr::from_ptr(name), in_block_too))
     }
+}
+
+/// Whether the statement may succeed, so that it may stop our workers: only the database's
+/// owner (or a superuser) may drop, rename or move it, or copy it (it is no template: we do
+/// not serve templates), and none of those but RENAME runs inside a transaction block. Anyone
+/// else's attempt fails in standard_ProcessUtility without touching the workers.
+fn may_succeed(oid: Oid, in_block_too: bool) -> bool {
+    // SAFETY: catalog lookups and a state check of this backend, inside the statement's
+    // transaction.
+    unsafe { pg_sys::pg_database_ownercheck(oid, pg_sys::GetUserId()) && (in_block_too || !pg_sys::IsTransactionBlock()) }
 }
 
 /// The DefElem named `name` in a list of options.

@@ -224,7 +224,9 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
     let owner = run.text(0, 3);
     let ran_before = run.bool(0, 6) == Some(true);
     let run_version = run.text(0, 7);
-    let other_version = executor.is_some() && run_version.is_some() && run_version != caller_version;
+    // A SQL workflow's run is the SQL workers' alone: no start() takes it, anonymous or not.
+    let other_version = run_version.as_deref() == Some(crate::sql_workflow::APP_VERSION)
+        || (executor.is_some() && run_version.is_some() && run_version != caller_version);
     let last_step = LAST_STEP.run(c, &[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
     let (claimed, queue) = match status.as_str() {
         _ if other_version => {
@@ -317,7 +319,7 @@ fn cancel(args: &Args) -> Result<bool> {
             UNREADY_LATE.run(c, &[id_datum(&workflow_id)]);
             announce(&workflow_id, cancelled.text(0, 1).as_deref());
             if cancelled.text(0, 2).is_some_and(|e| e.starts_with(crate::sql_worker::EXECUTOR_PREFIX)) {
-                crate::sql_worker::interrupt_step(c, &workflow_id);
+                crate::sql_step::interrupt_on_commit(c, &workflow_id);
             }
             return Ok(true);
         }

@@ -204,8 +204,16 @@ def test_cancel_stops_a_long_step_now_and_its_work_rolls_back():
             run_as => 'etl')""")
         c.execute("SELECT workflow.enqueue('default', 'long', NULL, 'long-1')")
     wait_until(lambda: one("""SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
-                               AND wait_event = 'PgSleep' AND starts_with(query, 'pg_workflow: workflow long-1,')"""),
+                               AND wait_event = 'PgSleep' AND query LIKE 'pg_workflow: step %%, workflow long-1'"""),
                what="the long step to run")
+    with connect() as c:  # a cancel that rolls back interrupts nothing
+        with c.transaction():
+            c.execute("SELECT workflow.cancel('long-1')")
+            raise psycopg.Rollback()
+    time.sleep(0.5)
+    assert run_state("long-1")[0] == "PENDING"
+    assert one("""SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
+                   AND wait_event = 'PgSleep'""") == 1
     assert one("SELECT workflow.cancel('long-1')") is True
     wait_until(lambda: one("""SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
                                AND wait_event = 'PgSleep'"""), what="the step to stop")
@@ -223,7 +231,7 @@ def test_a_started_run_keeps_its_steps_when_the_workflow_is_redefined():
             $$SELECT 'old'$$], run_as => 'etl')""")
         c.execute("SELECT workflow.enqueue('default', 'versioned', NULL, 'versioned-1')")
     wait_until(lambda: one("""SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_workflow sql worker'
-                               AND starts_with(query, 'pg_workflow: workflow versioned-1,')"""),
+                               AND query LIKE 'pg_workflow: step %%, workflow versioned-1'"""),
                what="step 1 to run")
     with connect() as c:
         c.execute("SELECT workflow.define('versioned', ARRAY[$$SELECT 'new 1'$$, $$SELECT 'new'$$], run_as => 'etl')")
@@ -231,3 +239,27 @@ def test_a_started_run_keeps_its_steps_when_the_workflow_is_redefined():
         c.execute("SELECT workflow.enqueue('default', 'versioned', NULL, 'versioned-2')")
     assert wait_ended("versioned-1")[:2] == ("SUCCESS", "old")
     assert wait_ended("versioned-2")[:2] == ("SUCCESS", "new")
+
+
+def test_a_step_cannot_leave_code_to_run_as_the_worker_after_it():
+    """What would run at COMMIT, after the worker's own user is back (a deferred trigger, a
+    cursor WITH HOLD), and temporary objects, are refused inside a step: it fails with 42501."""
+    with connect() as c:
+        c.execute("CREATE SCHEMA IF NOT EXISTS etl_space AUTHORIZATION etl")
+    with psycopg.connect(host=DIR, port=SPORT, user="etl", dbname="postgres", autocommit=True) as c:
+        c.execute("CREATE TABLE etl_space.trap (x int)")
+        c.execute("""CREATE FUNCTION etl_space.climb() RETURNS trigger LANGUAGE plpgsql AS
+                     'BEGIN ALTER ROLE etl SUPERUSER; RETURN NULL; END'""")
+        c.execute("""CREATE CONSTRAINT TRIGGER climb AFTER INSERT ON etl_space.trap
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION etl_space.climb()""")
+    with connect() as c:
+        for name, step in [("deferred", "INSERT INTO etl_space.trap VALUES (1)"),
+                           ("held", "DECLARE held CURSOR WITH HOLD FOR SELECT 1"),
+                           ("temp", "CREATE TEMP TABLE scratch (x int)")]:
+            c.execute("SELECT workflow.define(%s, ARRAY[%s], max_attempts => 1, run_as => 'etl')", (name, step))
+            c.execute("SELECT workflow.enqueue('default', %s, NULL, %s)", (name, name + "-1"))
+    for name in ("deferred", "held", "temp"):
+        status, _, error, _ = wait_ended(name + "-1")
+        assert status == "ERROR" and error["sqlstate"] == "42501", (name, error)
+    assert one("SELECT rolsuper FROM pg_roles WHERE rolname = 'etl'") is False
+    assert one("SELECT count(*) FROM etl_space.trap") == 0
