@@ -14,8 +14,9 @@ DROP ROLE wf_nobody;
 SELECT count(*) AS public_grants
 FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
 WHERE p.pronamespace = 'workflow'::regnamespace AND a.grantee = 0;
--- Every function but the gc procedure runs as the extension's owner (SECURITY DEFINER): it is
--- how roles without table privileges write. gc may COMMIT, which a definer procedure may not.
+-- Every function but these runs as the extension's owner (SECURITY DEFINER): it is how roles
+-- without table privileges write. gc may COMMIT, which a definer procedure may not; define
+-- judges its caller, the current user, and writes as the owner itself.
 SELECT proname, prokind FROM pg_proc
 WHERE pronamespace = 'workflow'::regnamespace AND NOT prosecdef ORDER BY proname;
 

@@ -34,6 +34,19 @@ SELECT try($$SELECT workflow.define('etl_job', ARRAY['SELECT 2'], run_as => 'wf_
 RESET ROLE;
 SELECT name, run_as, defined_by FROM workflow.sql_workflows ORDER BY name;
 
+-- define() judges the current user, not the session's: a SECURITY DEFINER function of
+-- wf_definer's, called by a superuser, may only pick what wf_definer could. Nor may a run_as
+-- reach the server's files or programs.
+CREATE FUNCTION wf_definers_job(role text) RETURNS text LANGUAGE sql SECURITY DEFINER
+  AS $f$ SELECT try(format('SELECT workflow.define(%L, ARRAY[''SELECT 1''], run_as => %L)', 'via_' || role, role)) $f$;
+ALTER FUNCTION wf_definers_job(text) OWNER TO wf_definer;
+SELECT wf_definers_job('wf_other'), wf_definers_job('wf_etl');
+CREATE ROLE wf_shell;
+GRANT pg_execute_server_program TO wf_shell;
+SELECT try($$SELECT workflow.define('bad', ARRAY['SELECT 1'], run_as => 'wf_shell')$$);
+DROP FUNCTION wf_definers_job(text);
+SELECT workflow.undefine('via_wf_etl');
+
 -- Only admins define.
 CREATE ROLE wf_plain;
 GRANT workflow_executor, wf_etl TO wf_plain;
@@ -59,6 +72,9 @@ SELECT workflow_id FROM workflow.dequeue('sqlq', 'app-exec', 10);
 SELECT try($$SELECT workflow.register_executor('fake', 'pg_workflow:sql')$$);
 SELECT try($$SELECT workflow.enqueue('sqlq', 'an_app_job', NULL, 'app-2', app_version => 'pg_workflow:sql')$$);
 
+-- No start() takes a SQL run: it is the SQL workers' alone.
+SELECT status, claimed FROM workflow.start('nightly', NULL, 'sql-1');
+
 -- undefine: true once, then false. A queued run of it stays; a SQL worker would end it ERROR.
 SELECT workflow.undefine('etl_job'), workflow.undefine('etl_job');
 SELECT workflow.cancel('sql-1'), workflow.cancel('sql-2');
@@ -66,4 +82,4 @@ SELECT workflow.cancel('sql-1'), workflow.cancel('sql-2');
 -- Roles are cluster-wide: leave none behind. (A definition whose role is dropped fails its
 -- runs with 42704 at their next step.)
 SELECT workflow.undefine('mine'), workflow.undefine('nightly');
-DROP ROLE wf_plain, wf_definer, wf_other, wf_etl;
+DROP ROLE wf_plain, wf_definer, wf_other, wf_etl, wf_shell;
