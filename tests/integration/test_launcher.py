@@ -114,6 +114,24 @@ def test_drop_database_of_a_served_database_needs_no_force():
     assert workers_in(oid) == 0
 
 
+def test_who_may_not_drop_a_database_cannot_stop_its_workers():
+    """The hook empties a database only for a statement that may succeed: its owner's, outside
+    a transaction block. Anyone else's DROP fails without touching the workers."""
+    served_database("lw_kept")
+    wait_until(lambda: len(workers("lw_kept", "pg_workflow sql worker")) == 2, what="2 SQL workers")
+    before = sorted(workers("lw_kept", "pg_workflow sql worker") + workers("lw_kept"))
+    with connect() as c:
+        c.execute("DO $$ BEGIN CREATE ROLE lw_stranger LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    stranger = psycopg.connect(host=DIR, port=LPORT, user="lw_stranger", dbname="postgres", autocommit=True)
+    with stranger, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        stranger.execute("DROP DATABASE lw_kept")
+    with connect() as c, pytest.raises(psycopg.errors.ActiveSqlTransaction):
+        with c.transaction():
+            c.execute("DROP DATABASE lw_kept")
+    time.sleep(0.5)
+    assert sorted(workers("lw_kept", "pg_workflow sql worker") + workers("lw_kept")) == before
+
+
 def test_rename_of_a_served_database_and_service_resumes():
     with connect() as c:
         c.execute("DROP DATABASE IF EXISTS lw_renamed WITH (FORCE)")
