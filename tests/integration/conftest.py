@@ -4,8 +4,10 @@ They use several connections, threads and processes, kill backends with SIGKILL 
 the server with `pg_ctl stop -m immediate`. They wait for conditions with generous deadlines
 and never assert a latency.
 """
+import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -37,6 +39,20 @@ def wait_until(condition, timeout=60.0, interval=0.05, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def own_server(location, port, **env):
+    """A fresh server of a test module's own, beside the shared one, in `location`; `env` adds
+    scripts/server.sh's first-start settings (PGWF_CONF, PGWF_PRELOAD). Stopped at the end."""
+    script = os.path.join(ROOT, "scripts", "server.sh")
+    subprocess.run([script, "stop", location, "immediate"], check=False, capture_output=True)
+    shutil.rmtree(location, ignore_errors=True)
+    subprocess.run([script, "start", location, str(port)], check=True, env=dict(os.environ, **env))
+    try:
+        yield location
+    finally:
+        subprocess.run([script, "stop", location], check=True)
 
 
 def server_accepts():

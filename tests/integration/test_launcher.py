@@ -4,18 +4,16 @@ runs, leaves those without the extension alone, and gets out of the way of DROP 
 ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE (no FORCE)."""
 import os
 import shutil
-import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, ROOT, wait_until
+from conftest import DATA_DIR, own_server, wait_until
 
 DIR = os.path.join(os.path.dirname(DATA_DIR), "launcher")
 # Not the shared test server's port (CI runs that on 5498).
 LPORT = int(os.environ.get("PGWF_LAUNCHER_PORT", "5497"))
-SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
 CONF = "workflow.database = ''\nworkflow.tick_interval = '200ms'"
 
 
@@ -65,13 +63,10 @@ def timed(dbname, statement):
 
 @pytest.fixture(scope="module", autouse=True)
 def launcher_server():
-    subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
-    shutil.rmtree(DIR, ignore_errors=True)
-    subprocess.run([SCRIPT, "start", DIR, str(LPORT)], check=True, env=dict(os.environ, PGWF_CONF=CONF))
-    wait_until(lambda: query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_workflow launcher'"
-                             )[0][0] == 1, what="the launcher")
-    yield
-    subprocess.run([SCRIPT, "stop", DIR], check=True)
+    with own_server(DIR, LPORT, PGWF_CONF=CONF):
+        wait_until(lambda: query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_workflow launcher'"
+                                 )[0][0] == 1, what="the launcher")
+        yield
 
 
 def test_two_databases_are_served_at_once():

@@ -1,7 +1,6 @@
 """Queues under real concurrency: several processes dequeue at once, and the recorded start
 and finish times prove that no limit was ever exceeded."""
 import threading
-import time
 
 import psycopg
 import pytest

@@ -2,19 +2,16 @@
 `postgres` database, with no outside executor anywhere. Steps write into `effects`, so a test
 can count how often each step's work happened (exactly once), whatever failed or crashed."""
 import os
-import shutil
 import signal
-import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, ROOT, wait_until
+from conftest import DATA_DIR, PORT, own_server, wait_until
 
 DIR = os.path.join(os.path.dirname(DATA_DIR), "sql_workflows")
 SPORT = PORT + 21
-SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
 CONF = "workflow.tick_interval = '200ms'\nworkflow.executor_timeout = '10s'"
 
 
@@ -34,9 +31,11 @@ def sql_workers():
 
 @pytest.fixture(scope="module", autouse=True)
 def server():
-    subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
-    shutil.rmtree(DIR, ignore_errors=True)
-    subprocess.run([SCRIPT, "start", DIR, str(SPORT)], check=True, env=dict(os.environ, PGWF_CONF=CONF))
+    with own_server(DIR, SPORT, PGWF_CONF=CONF):
+        yield from prepared()
+
+
+def prepared():
     with connect() as c:
         c.execute("CREATE EXTENSION pg_workflow")
         c.execute("CREATE ROLE etl LOGIN")
@@ -46,7 +45,6 @@ def server():
         c.execute("GRANT USAGE ON SEQUENCE tries TO etl")
     wait_until(lambda: len(sql_workers()) == 2, what="2 SQL workers")
     yield
-    subprocess.run([SCRIPT, "stop", DIR], check=True)
 
 
 def run_state(workflow_id):

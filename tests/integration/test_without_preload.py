@@ -1,33 +1,27 @@
 """Without shared_preload_libraries there is no shared memory: waits fall back to a bounded
 poll of the process latch, and everything else works the same."""
 import os
-import shutil
-import subprocess
 
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, ROOT, Background
+from conftest import DATA_DIR, PORT, Background, own_server
 
 DIR = os.path.join(os.path.dirname(DATA_DIR), "unpreloaded")
-SCRIPT = os.path.join(ROOT, "scripts", "server.sh")
 
 
 @pytest.fixture(scope="module")
 def plain_server():
     port = int(os.environ.get("PGWF_UNPRELOADED_PORT", PORT + 10))
-    subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
-    shutil.rmtree(DIR, ignore_errors=True)
-    subprocess.run([SCRIPT, "start", DIR, str(port)], check=True, env=dict(os.environ, PGWF_PRELOAD="0"))
 
     def connect():
         return psycopg.connect(host=DIR, port=port, user="postgres", dbname="postgres", autocommit=True)
 
-    with connect() as c:
-        c.execute("CREATE EXTENSION pg_workflow")
-        assert c.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
-    yield connect
-    subprocess.run([SCRIPT, "stop", DIR], check=True)
+    with own_server(DIR, port, PGWF_PRELOAD="0"):
+        with connect() as c:
+            c.execute("CREATE EXTENSION pg_workflow")
+            assert c.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
+        yield connect
 
 
 def test_the_protocol_works(plain_server):

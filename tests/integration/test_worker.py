@@ -3,7 +3,6 @@ database (workflow.database), leases last 2 s, and the tick interval is 200 ms."
 import datetime
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -11,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import DATA_DIR, PORT, ROOT, wait_until
+from conftest import DATA_DIR, PORT, ROOT, own_server, wait_until
 
 DIR = os.path.join(os.path.dirname(DATA_DIR), "worker")
 WPORT = int(os.environ.get("PGWF_WORKER_PORT", PORT + 20))
@@ -31,15 +30,12 @@ def workers():
 
 @pytest.fixture(scope="module", autouse=True)
 def worker_server():
-    subprocess.run([SCRIPT, "stop", DIR, "immediate"], check=False, capture_output=True)
-    shutil.rmtree(DIR, ignore_errors=True)
-    subprocess.run([SCRIPT, "start", DIR, str(WPORT)], check=True, env=dict(os.environ, PGWF_CONF=CONF))
-    with connect() as c:
-        c.execute("CREATE EXTENSION pg_workflow")
-        c.execute("CREATE TABLE ledger (workflow_id text, step int)")
-    wait_until(lambda: workers() == 4, what="4 scheduler workers")
-    yield
-    subprocess.run([SCRIPT, "stop", DIR], check=True)
+    with own_server(DIR, WPORT, PGWF_CONF=CONF):
+        with connect() as c:
+            c.execute("CREATE EXTENSION pg_workflow")
+            c.execute("CREATE TABLE ledger (workflow_id text, step int)")
+        wait_until(lambda: workers() == 4, what="4 scheduler workers")
+        yield
 
 
 def fire_times(schedule):
