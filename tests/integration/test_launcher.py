@@ -69,6 +69,15 @@ def launcher_server():
         yield
 
 
+@pytest.fixture(autouse=True)
+def leave_no_database():
+    """Each test's databases go when it ends: their workers would use up max_worker_processes."""
+    yield
+    for (name,) in query(r"SELECT datname FROM pg_database WHERE datname LIKE 'lw\_%'"):
+        with connect() as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 def test_two_databases_are_served_at_once():
     with connect() as c:
         c.execute("DO $$ BEGIN CREATE ROLE lw_runner; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
