@@ -189,8 +189,22 @@ impl App {
             .await?;
         let last_step: i32 = row.get(3);
         let claimed: bool = row.get(4);
-        let rx = claimed.then(|| run::spawn(self, def, id.clone(), Some(input), last_step));
+        let rx = if claimed {
+            let input = self.input_for_replay(&id, input, last_step).await?;
+            Some(run::spawn(self, def, id.clone(), input, last_step))
+        } else {
+            None
+        };
         Ok(Handle::new(self.clone(), id, rx))
+    }
+
+    /// The input to run a claimed run with: ours for a fresh run; the stored one (the first
+    /// input wins) when `start` claimed a run that has checkpoints already.
+    pub(crate) async fn input_for_replay(&self, id: &str, ours: Value, last_step: i32) -> Result<Option<Value>> {
+        if last_step == 0 {
+            return Ok(Some(ours));
+        }
+        Ok(self.call(sql::INPUT, &[&id]).await?.get(0))
     }
 
     // -- database calls -------------------------------------------------------------------

@@ -328,7 +328,13 @@ impl Ctx {
             let row = run
                 .call(sql::START, &[&name, &input, &id, &run.executor_id(), &timeout, &run.workflow_id])
                 .await?;
-            let rx = row.get::<_, bool>(4).then(|| run::spawn(app, def, id.clone(), Some(input), row.get(3)));
+            let rx = if row.get::<_, bool>(4) {
+                let last_step: i32 = row.get(3);
+                let input = app.input_for_replay(&id, input, last_step).await?;
+                Some(run::spawn(app, def, id.clone(), input, last_step))
+            } else {
+                None
+            };
             Ok(Handle::new(app.clone(), id, rx))
         }
     }

@@ -17,6 +17,7 @@ pub const FAIL: &str = "SELECT workflow.fail($1, $2::jsonb, $3)";
 pub const WAIT: &str =
     "SELECT status, output, error FROM workflow.wait($1, make_interval(secs => $2::float8))";
 pub const STATUS: &str = "SELECT status FROM workflow.runs WHERE workflow_id = $1";
+pub const INPUT: &str = "SELECT input FROM workflow.runs WHERE workflow_id = $1";
 pub const CANCEL: &str = "SELECT workflow.cancel($1)";
 pub const RESUME: &str = "SELECT workflow.resume($1)";
 pub const FORK: &str = "SELECT workflow.fork($1, $2, $3, $4)";
