@@ -33,3 +33,10 @@ if ! python3 -c 'import psycopg, psycopg_pool, pytest, sqlalchemy' 2>/dev/null; 
   python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1' 'psycopg_pool>=3.1' \
     'pytest>=7' 'sqlalchemy>=2' </dev/null
 fi
+
+# The Rust SDK (clients/rust): fetch and compile its dependencies and tests now, so that the
+# test stage only runs them (its own target/, git-ignored).
+if command -v cargo >/dev/null; then
+  echo "== cargo build --tests (clients/rust)"
+  (cd "$(dirname "$0")/../clients/rust" && cargo build --tests --locked -q </dev/null)
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit tests and #[pg_test]s (cargo pgrx test), pg_regress against a
-# preloaded server, the integration suite (pytest, several processes, crashes), and the Python
-# SDK's own suite (clients/python).
+# preloaded server, the integration suite (pytest, several processes, crashes), the Rust SDK's
+# suite (clients/rust) and the Python SDK's own suite (clients/python).
 # README's Command 2; .ci/run calls it. Safe to run while the demo server is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,11 +42,14 @@ if ! "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" --use-existing
   failed+=("pg_regress")
 fi
 
-echo "== 3/4 integration (pytest)"
+echo "== 3/5 integration (pytest)"
 PGWF_DATA_DIR=$dir/server PGWF_PORT=$port python3 -m pytest -q tests/integration || failed+=("integration")
 
+echo "== 4/5 the Rust SDK, clients/rust (cargo test)"
+(cd clients/rust && PGWF_HOST=$dir/server PGWF_PORT=$port cargo test --locked -q) || failed+=("rust sdk")
+
 # Last: one of its tests restarts the server under a running worker.
-echo "== 4/4 the Python SDK, clients/python (pytest, from its source tree)"
+echo "== 5/5 the Python SDK, clients/python (pytest, from its source tree)"
 (cd clients/python && PGWF_HOST=$dir/server PGWF_PORT=$port python3 -m pytest -q -p no:cacheprovider -p no:pg_workflow tests) \
   || failed+=("python sdk")
 

@@ -1,0 +1,159 @@
+//! Executing a run this executor has claimed: the body on one pooled connection, then
+//! `finish` or `fail`; across a lost connection, a reclaim (`start` again) and a replay.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::ctx::{Ctx, RunState};
+use crate::error::{as_ours, BoxError, Error, Result};
+use crate::sql;
+
+pub(crate) type BodyFuture = Pin<Box<dyn Future<Output = std::result::Result<Value, BoxError>> + Send>>;
+type Body = Box<dyn Fn(Ctx, Option<Value>) -> BodyFuture + Send + Sync>;
+
+pub(crate) struct WorkflowDef {
+    pub(crate) name: String,
+    pub(crate) body: Body,
+}
+
+/// How a run executed here ended. `Detached`: not ours to end (cancelled, taken over, or
+/// stopped): a handle asks the database.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    Success(Value),
+    Failed(Value),
+    Detached,
+}
+
+/// The outcome of a run executing in this process now, if one is.
+pub(crate) fn local(app: &App, workflow_id: &str) -> Option<watch::Receiver<Option<Outcome>>> {
+    app.inner.local.lock().unwrap().get(workflow_id).cloned()
+}
+
+/// Runs a claimed run in a new task (once per process: a run already executing here is not
+/// started twice). Returns where its outcome will appear.
+pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<Value>, last_step: i32) -> watch::Receiver<Option<Outcome>> {
+    let (tx, rx) = {
+        let mut local = app.inner.local.lock().unwrap();
+        if let Some(rx) = local.get(&id) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        local.insert(id.clone(), rx.clone());
+        (tx, rx)
+    };
+    let app = app.clone();
+    tokio::spawn(async move {
+        let outcome = execute(&app, &def, &id, input, last_step).await;
+        app.inner.local.lock().unwrap().remove(&id);
+        let _ = tx.send(Some(outcome));
+    });
+    rx
+}
+
+/// Runs a claimed run in this task (a worker's), unless it already executes here.
+pub(crate) async fn run_inline(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<Value>, last_step: i32) {
+    let tx = {
+        let mut local = app.inner.local.lock().unwrap();
+        if local.contains_key(&id) {
+            return;
+        }
+        let (tx, rx) = watch::channel(None);
+        local.insert(id.clone(), rx);
+        tx
+    };
+    let outcome = execute(app, &def, &id, input, last_step).await;
+    app.inner.local.lock().unwrap().remove(&id);
+    let _ = tx.send(Some(outcome));
+}
+
+async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, mut last_step: i32) -> Outcome {
+    let deadline = Instant::now() + app.inner.reconnect_timeout;
+    loop {
+        let conn = match app.inner.pool.get_retrying(deadline).await {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("workflow {id}: no connection ({e}); it stays PENDING until its lease expires");
+                return Outcome::Detached;
+            }
+        };
+        let state = RunState::new(app.clone(), id.to_string(), last_step, conn);
+        match run_body(def, state, input.clone()).await {
+            Ok(outcome) => return outcome,
+            Err(Error::Connection(m)) if Instant::now() < deadline => {
+                log::warn!("workflow {id} lost its connection ({m}); reconnecting to replay it");
+                app.inner.pool.clear();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                log::info!("workflow {id} stops: {e}");
+                return Outcome::Detached;
+            }
+        }
+        // start() again (idempotent): a replay when this executor still owns the run.
+        let row = match app
+            .call(sql::START, &[&def.name, &input, &id, &app.inner.executor_id, &None::<f64>, &None::<String>])
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                log::error!("workflow {id} could not be reclaimed: {e}");
+                return Outcome::Detached;
+            }
+        };
+        let status: String = row.get(0);
+        if sql::is_terminal(&status) || !row.get::<_, bool>(4) {
+            return Outcome::Detached;
+        }
+        last_step = row.get(3);
+    }
+}
+
+/// One execution of the body. Ok: the run ended here (finished or failed). Err: a stop
+/// (cancelled, fenced, or the connection broke).
+async fn run_body(def: &WorkflowDef, state: Arc<RunState>, input: Option<Value>) -> Result<Outcome> {
+    let ctx = Ctx { run: state.clone() };
+    let result = (def.body)(ctx, input).await;
+    let error = match result {
+        Ok(output) => match state.call(sql::FINISH, &[&state.workflow_id, &output, &state.app.inner.executor_id]).await {
+            Ok(_) => return Ok(Outcome::Success(output)),
+            Err(e) if e.stops_body() => return Err(e),
+            Err(e) => Error::wire(e.type_name(), &e.to_string(), None), // e.g. 54000: output too large
+        },
+        Err(e) => {
+            if let Some(ours) = as_ours(&e) {
+                if ours.stops_body() {
+                    return Err(ours.clone());
+                }
+            }
+            Error::to_wire(&*e)
+        }
+    };
+    fail_run(&state, error).await.map(Outcome::Failed)
+}
+
+/// Records the run's error, shortened when the full one is refused (over max_payload_size).
+async fn fail_run(state: &RunState, error: Value) -> Result<Value> {
+    let exec = &state.app.inner.executor_id;
+    match state.call(sql::FAIL, &[&state.workflow_id, &error, exec]).await {
+        Ok(_) => Ok(error),
+        Err(e) if e.stops_body() => Err(e),
+        Err(_) => {
+            let short = compact(&error);
+            state.call(sql::FAIL, &[&state.workflow_id, &short, exec]).await?;
+            Ok(short)
+        }
+    }
+}
+
+fn compact(error: &Value) -> Value {
+    let cut = |s: &str| if s.len() <= 4000 { s.to_string() } else { format!("{}... (truncated)", &s[..s.floor_char_boundary(4000)]) };
+    let field = |k: &str| error.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    Error::wire(&field("type"), &cut(&field("message")), Some(&cut(&field("traceback"))))
+}
