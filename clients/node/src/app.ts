@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import pg, { PoolClient, PoolConfig, QueryResultRow } from "pg";
 import { dumps, encodeInput } from "./codec";
 import { als, currentRun } from "./context";
-import { ExtensionMissing, WorkflowNotRegistered, isDisconnect, translate } from "./errors";
+import { ExtensionMissing, WorkflowNotRegistered, isDisconnect, sqlstateOf, translate } from "./errors";
 import { LocalOutcome, WorkflowDef, spawn } from "./execution";
 import { WorkflowHandle } from "./handle";
 import { Heartbeat } from "./heartbeat";
@@ -66,6 +66,15 @@ function checkSeconds(what: string, v: unknown, allowNull = true): number | null
   }
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new RangeError(`${what} must be a number of seconds >= 0, not ${String(v)}`);
   return v;
+}
+
+/** fn(), whose synchronous throw (bad input) becomes a rejection; its synchronous part still runs now. */
+function attempt<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 export function defaultExecutorId(): string {
@@ -174,12 +183,18 @@ export class App {
 
   async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[]): Promise<R[]> {
     const deadline = Date.now() + this.reconnectTimeout * 1000;
-    let delay = 50;
+    let delay = 50, registered = false;
     for (;;) {
       try {
         const res = await this.getPool().query<R>({ name: stmt.name, text: stmt.text, values });
         return res.rows;
       } catch (e) {
+        if (sqlstateOf(e) === "WF004" && !registered && stmt !== sql.REGISTER && stmt !== sql.HEARTBEAT) {
+          // Unknown executor (its row was deleted, e.g. after a long partition): register again.
+          registered = true;
+          await this.register();
+          continue;
+        }
         if (!isDisconnect(e) || Date.now() > deadline) throw translate(e);
       }
       this.log("warn", `database unavailable; retrying in ${delay} ms`);
@@ -193,10 +208,15 @@ export class App {
     this.launched ??= (async () => {
       const ext = await this.callRetrying(sql.EXTENSION, []);
       if (!ext) throw new ExtensionMissing("the database has no pg_workflow extension (CREATE EXTENSION pg_workflow)");
-      const row = await this.callRetrying(sql.REGISTER, [this.executorId, this.appVersion]);
-      this.heartbeat = new Heartbeat(this, Number(row?.lease ?? 30));
+      this.heartbeat = new Heartbeat(this, await this.register());
     })().catch((e) => { this.launched = undefined; throw e; });
     return this.launched;
+  }
+
+  /** register_executor(executorId, appVersion); returns the lease in seconds. */
+  async register(): Promise<number> {
+    const row = await this.callRetrying(sql.REGISTER, [this.executorId, this.appVersion]);
+    return Number(row?.lease ?? 30);
   }
 
   /** Waits (up to `wait` s) for the runs this process executes, then disconnects. */
@@ -220,6 +240,14 @@ export class App {
    * this process. Inside a workflow, starts a child run (id `<parent>-<step>`, parent_id set).
    */
   start<A extends unknown[], R>(wf: Workflow<A, R> | string, args: A | unknown[] = [], opts: StartOptions = {}): Promise<WorkflowHandle<Awaited<R>>> {
+    try {
+      return this.startNow(wf, args, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private startNow<A extends unknown[], R>(wf: Workflow<A, R> | string, args: A | unknown[], opts: StartOptions): Promise<WorkflowHandle<Awaited<R>>> {
     // Synchronous up to the step number: a child's id follows call order.
     const def = this.workflowDef(wf as WorkflowRef);
     const encoded = encodeInput(args);
@@ -258,6 +286,14 @@ export class App {
 
   /** Puts a run on a queue for a worker of this appVersion (idempotent on workflowId). */
   enqueue<A extends unknown[], R>(queue: string, wf: Workflow<A, R> | string, args: A | unknown[] = [], opts: EnqueueOptions = {}): Promise<WorkflowHandle<Awaited<R>>> {
+    try {
+      return this.enqueueNow(queue, wf, args, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private enqueueNow<A extends unknown[], R>(queue: string, wf: Workflow<A, R> | string, args: A | unknown[], opts: EnqueueOptions): Promise<WorkflowHandle<Awaited<R>>> {
     checkName("queue", queue);
     const def = this.workflowDef(wf as WorkflowRef);
     const encoded = encodeInput(args);
@@ -292,20 +328,17 @@ export class App {
 
   /** A durable sleep: the wake-up time is recorded once. Outside a workflow or in a step: a plain sleep. */
   sleep(seconds: number): Promise<void> {
-    checkSeconds("sleep", seconds, false);
-    return durableSleep(seconds);
+    return attempt(() => { checkSeconds("sleep", seconds, false); return durableSleep(seconds); });
   }
 
   /** Waits for and consumes one message sent to this workflow (null after the timeout, 60 s). */
   recv(topic: string | null = null, opts: { timeout?: number } = {}): Promise<unknown> {
-    const timeout = checkSeconds("recv timeout", opts.timeout ?? 60, false)!;
-    return durableRecv(topic, timeout);
+    return attempt(() => durableRecv(topic, checkSeconds("recv timeout", opts.timeout ?? 60, false)!));
   }
 
   /** Publishes the latest value of `key` for getEvent readers. */
   setEvent(key: string, value: unknown): Promise<void> {
-    checkName("setEvent key", key);
-    return durableSetEvent(key, value);
+    return attempt(() => { checkName("setEvent key", key); return durableSetEvent(key, value); });
   }
 
   /**
@@ -314,12 +347,14 @@ export class App {
    * after a lost connection delivers once.
    */
   send(destinationId: string, message: unknown, opts: { topic?: string | null; idempotencyKey?: string } = {}): Promise<void> {
-    checkName("send destination", destinationId);
-    const run = currentRun();
-    if (run && !opts.idempotencyKey) return durableSend(run, destinationId, message, opts.topic ?? null);
-    const encoded = dumps(message, "the message");
-    const key = opts.idempotencyKey ?? `send:${randomUUID()}`;
-    return this.callRetrying(sql.SEND, [destinationId, encoded, opts.topic ?? null, key]).then(() => undefined);
+    return attempt(() => {
+      checkName("send destination", destinationId);
+      const run = currentRun();
+      if (run && !opts.idempotencyKey) return durableSend(run, destinationId, message, opts.topic ?? null);
+      const encoded = dumps(message, "the message");
+      const key = opts.idempotencyKey ?? `send:${randomUUID()}`;
+      return this.callRetrying(sql.SEND, [destinationId, encoded, opts.topic ?? null, key]).then(() => undefined);
+    });
   }
 
   /** Waits until the workflow has set `key`, then returns its latest value (null after the timeout, 60 s). */

@@ -59,7 +59,8 @@ export interface ErrorJson { type: string; message: string; traceback: string | 
 
 export function errorOf(e: unknown): ErrorJson {
   if (e instanceof Error) {
-    const type = e.name && e.name !== "Error" ? e.name : e.constructor?.name || "Error";
+    // pg's DatabaseError is named "error": the class name says more.
+    const type = e.name && e.name !== "Error" && e.name !== "error" ? e.name : e.constructor?.name || "Error";
     return { type, message: e.message, traceback: e.stack ?? null };
   }
   return { type: "Error", message: String(e), traceback: null };

@@ -9,7 +9,7 @@
 import type pg from "pg";
 import type { App } from "./app";
 import { dumps, errorOf } from "./codec";
-import { WorkflowNotRegistered, isDisconnect, translate } from "./errors";
+import { WorkflowNotRegistered, isDisconnect, sqlstateOf, translate } from "./errors";
 import { spawn } from "./execution";
 import { sleepMs } from "./steps";
 import * as sql from "./sql";
@@ -199,6 +199,8 @@ export class Worker {
       } catch (e) {
         if (e instanceof Stop) {
           // stopping before the call: nothing claimed
+        } else if (sqlstateOf(e) === "WF004") { // our executor row is gone: register again
+          await this.app.register().catch(() => sleepMs(delay));
         } else if (!isDisconnect(e)) {
           const err = translate(e, `dequeue from ${JSON.stringify(queue)}`);
           this.error = err instanceof Error ? err : new Error(String(err));
