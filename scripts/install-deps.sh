@@ -40,3 +40,15 @@ if command -v cargo >/dev/null; then
   echo "== cargo build --tests (clients/rust)"
   (cd "$(dirname "$0")/../clients/rust" && cargo build --tests --locked -q </dev/null)
 fi
+
+# The Node SDK (clients/node): Node 18+ and npm, its locked dependencies, and its build (tsc).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "== apt-get install nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm </dev/null
+fi
+node_dir=$(cd "$(dirname "$0")/../clients/node" && pwd)
+if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+  echo "== npm ci (clients/node)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund </dev/null && touch node_modules)
+fi
