@@ -38,7 +38,7 @@ fi
 # test stage only runs them (its own target/, git-ignored).
 if command -v cargo >/dev/null; then
   echo "== cargo build --tests (clients/rust)"
-  (cd "$(dirname "$0")/../clients/rust" && cargo build --tests --locked -q </dev/null)
+  (cd "$(dirname "$0")/../clients/rust" && cargo build --tests --bins --locked -q </dev/null)
 fi
 
 # The Node SDK (clients/node): Node 18+ and npm, its locked dependencies, and its build (tsc).
@@ -52,3 +52,5 @@ if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$no
   echo "== npm ci (clients/node)"
   (cd "$node_dir" && npm ci --no-audit --no-fund </dev/null && touch node_modules)
 fi
+# Its dist/ (tsc): the three-language integration test runs a Node worker on it.
+(cd "$node_dir" && npm run --silent build </dev/null)

@@ -236,6 +236,8 @@ CREATE TABLE workflow.sql_run (
 );
 SELECT pg_catalog.pg_extension_config_dump('workflow.sql_run', '');
 
--- SQL runs are marked app_version = 'pg_workflow:sql' (only SQL workers claim them); the SQL
--- workers find the queues that hold some through this index.
-CREATE INDEX ready_sql ON workflow.ready (queue) WHERE app_version = 'pg_workflow:sql';
+-- SQL runs are marked app_version = 'pg_workflow:sql' (only SQL workers claim them). The SQL
+-- workers find the queues that hold some, and claim them in the queue's order, through this
+-- index: a backlog of application runs ahead of them in ready_order is never walked.
+CREATE INDEX ready_sql ON workflow.ready (queue, priority, created_at, workflow_id)
+    WHERE app_version = 'pg_workflow:sql';

@@ -54,7 +54,7 @@ pub extern "C-unwind" fn pg_workflow_launcher_main(_arg: pg_sys::Datum) {
     let mut seen: HashSet<Oid> = HashSet::new();
     loop {
         let began = Instant::now();
-        spawn::reload_if_asked();
+        let _ = spawn::reload_if_asked();
         let databases = served_databases();
         for oid in &databases {
             if seen.insert(*oid) {

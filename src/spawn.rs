@@ -40,14 +40,16 @@ pub fn set_up_signals() {
     }
 }
 
-/// Reloads postgresql.conf when a SIGHUP came since the last call.
-pub fn reload_if_asked() {
+/// Reloads postgresql.conf when a SIGHUP came since the last call; says whether it did.
+pub fn reload_if_asked() -> bool {
     // SAFETY: the flag is set by our SIGHUP handler; reloading between passes is safe.
     unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        if pg_sys::ConfigReloadPending == 0 {
+            return false;
         }
+        pg_sys::ConfigReloadPending = 0;
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        true
     }
 }
 

@@ -113,13 +113,40 @@ static PLAN: Statement = Statement::new(
                                                 WHERE d.datname = pg_catalog.current_database()))
                      AND NOT (s.setrole = 0 AND s.setdatabase = 0)) settings
                  WHERE setting LIKE 'search\\_path=%' ORDER BY rank LIMIT 1),
-               (SELECT CASE WHEN source IN ('default', 'configuration file', 'command line', 'environment variable')
-                            THEN reset_val ELSE boot_val END
-                  FROM pg_catalog.pg_settings WHERE name = 'search_path')),
+               $4),
              p.copied, p.steps, p.max_attempts, p.backoff::text, p.defined_by::pg_catalog.oid
         FROM def p LEFT JOIN pg_catalog.pg_roles a ON a.oid = p.run_as::pg_catalog.oid"),
-    &[TEXT, INT4, TEXT],
+    &[TEXT, INT4, TEXT, TEXT],
 );
+
+/// The server's own search_path (postgresql.conf's, or the built-in one): what a role gets that
+/// neither it nor the database sets. The worker's own value may come from settings of its
+/// user's, hence pg_settings. It reads every setting, so it is read once per worker and after
+/// each reload (`server_search_path`).
+static SERVER_SEARCH_PATH: Statement = Statement::new(
+    c"SELECT CASE WHEN source IN ('default', 'configuration file', 'command line', 'environment variable')
+                  THEN reset_val ELSE boot_val END
+        FROM pg_catalog.pg_settings WHERE name = 'search_path'",
+    &[],
+);
+
+thread_local! {
+    static SERVER_PATH: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Called after a configuration reload: postgresql.conf's search_path may have changed.
+pub fn forget_server_search_path() {
+    SERVER_PATH.with(|p| p.borrow_mut().take());
+}
+
+fn server_search_path(c: &Conn) -> String {
+    if let Some(known) = SERVER_PATH.with(|p| p.borrow().clone()) {
+        return known;
+    }
+    let path = SERVER_SEARCH_PATH.run(c, &[]).text(0, 1).unwrap_or_else(|| "\"$user\", public".into());
+    SERVER_PATH.with(|p| *p.borrow_mut() = Some(path.clone()));
+    path
+}
 
 /// The step's checkpoint, only while this worker owns the run.
 static RECORD: Statement = Statement::new(
@@ -317,7 +344,8 @@ fn plan_step(c: &Conn, me: &str, id: &str, step_number: &Cell<i32>) -> Result<Op
     let name = run.text(0, 2).unwrap_or_default();
     let step = run.int(0, 5).unwrap_or(0) + 1;
     step_number.set(step);
-    let plan = PLAN.run(c, &[text_datum(id), step.into_datum(), text_datum(&name)]);
+    let server_path = server_search_path(c);
+    let plan = PLAN.run(c, &[text_datum(id), step.into_datum(), text_datum(&name), text_datum(&server_path)]);
     if plan.is_empty() {
         return Err(Failure::fatal("42704", format!("SQL workflow \"{name}\" is not defined")));
     }

@@ -49,9 +49,13 @@ static SCHEMA_PRESENT: Statement =
     Statement::new(c"SELECT pg_catalog.to_regclass('workflow.sql_run') IS NOT NULL", &[]);
 
 /// The queues that hold claimable SQL runs: ready, or DELAYED and due (the claim promotes those).
+/// The ORDER BY and LIMIT make the ready_sql index the plan whatever the statistics say: when
+/// every ready row is a SQL run, a sequential scan would look cheaper, and would then walk the
+/// dead rows that claims leave at the table's head.
 static QUEUES_WITH_WORK: Statement = Statement::new(
     sql!("SELECT q.name FROM workflow.queue q
-       WHERE EXISTS (SELECT 1 FROM workflow.ready r WHERE r.queue = q.name AND r.app_version = '", sql_app_version!(), "')
+       WHERE EXISTS (SELECT 1 FROM workflow.ready r WHERE r.queue = q.name AND r.app_version = '", sql_app_version!(), "'
+                      ORDER BY r.priority, r.created_at, r.workflow_id LIMIT 1)
           OR EXISTS (SELECT 1 FROM workflow.run r
                       WHERE r.status = 'DELAYED' AND r.queue = q.name AND r.available_at <= clock_timestamp()
                         AND r.app_version = '", sql_app_version!(), "')
@@ -127,7 +131,9 @@ pub fn serve(index: i32) {
     let mut last_heartbeat = Instant::now();
     let waiter = wake::Waiter::new(wake::sql_slot());
     loop {
-        crate::spawn::reload_if_asked();
+        if crate::spawn::reload_if_asked() {
+            sql_step::forget_server_search_path();
+        }
         let seen = waiter.epoch();
         // SAFETY: reads shared state of this backend.
         if unsafe { pg_sys::RecoveryInProgress() } {

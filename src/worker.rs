@@ -59,7 +59,7 @@ pub extern "C-unwind" fn pg_workflow_scheduler_main(arg: pg_sys::Datum) {
     let mut sql_workers = sql_pool::Pool::default();
     loop {
         let seen = waiter.epoch();
-        spawn::reload_if_asked();
+        let _ = spawn::reload_if_asked();
         let epoch = registry::created_epoch();
         match guarded_pass() {
             Pass::NoExtension => {
