@@ -25,10 +25,10 @@ CREATE FUNCTION workflow.start(name text, input jsonb DEFAULT NULL,
                                executor_id text DEFAULT NULL, timeout interval DEFAULT NULL,
                                parent_id text DEFAULT NULL,
                                OUT status text, OUT output jsonb, OUT error jsonb,
-                               OUT last_step int, OUT claimed bool)
+                               OUT last_step int, OUT claimed bool, OUT run_input jsonb)
 RETURNS record LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_start';
 COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) IS
-  'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now.';
+  'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now, with run_input (the first start''s input wins).';
 
 CREATE FUNCTION workflow.finish(workflow_id text, output jsonb DEFAULT NULL, executor_id text DEFAULT NULL)
 RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_finish';

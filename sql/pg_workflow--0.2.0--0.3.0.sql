@@ -104,3 +104,18 @@ COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text,
   'Creates or replaces a cron schedule (5 fields, 6 with leading seconds, or @hourly/@daily/...; IANA time zone); overlap: allow, skip or buffer_one; catch_up: latest or all (at most catch_up_limit, 1 to 1000); returns its next fire time.';
 REVOKE ALL ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text, text, int) TO workflow_admin;
+
+-- start() returns the run's stored input (run_input): a run claimed again replays with the
+-- input it was first started with, whatever this call passed.
+DROP FUNCTION workflow.start(text, jsonb, text, text, interval, text);
+CREATE FUNCTION workflow.start(name text, input jsonb DEFAULT NULL,
+                               INOUT workflow_id text DEFAULT NULL,
+                               executor_id text DEFAULT NULL, timeout interval DEFAULT NULL,
+                               parent_id text DEFAULT NULL,
+                               OUT status text, OUT output jsonb, OUT error jsonb,
+                               OUT last_step int, OUT claimed bool, OUT run_input jsonb)
+RETURNS record LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_start';
+COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) IS
+  'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now, with run_input (the first start''s input wins).';
+REVOKE ALL ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) TO workflow_executor;

@@ -164,6 +164,12 @@ impl Out {
         Out(d)
     }
 
+    /// An argument of the current call: it lives in its caller's memory for the whole call,
+    /// so it may be returned as it is.
+    pub fn argument(d: Datum) -> Out {
+        Out(d)
+    }
+
     /// A pass-by-value Datum (int8, timestamptz, ...): it points to no memory.
     pub fn by_value(value: i64) -> Out {
         Out(Datum::from(value))

@@ -39,7 +39,7 @@ static LOCK_READY: Statement =
     Statement::new(c"SELECT 1 FROM workflow.ready WHERE workflow_id = $1 FOR UPDATE", &[TEXT]);
 
 static LOCK_RUN: Statement = Statement::new(
-    c"SELECT name, status, executor_id, output, error, started_at IS NOT NULL, app_version
+    c"SELECT name, status, executor_id, output, error, started_at IS NOT NULL, app_version, input
         FROM workflow.run WHERE workflow_id = $1 FOR UPDATE",
     &[TEXT],
 );
@@ -190,7 +190,7 @@ fn start(args: &Args) -> Result<Record> {
         let rows = insert.run(c, &[id_datum(&workflow_id), text_datum(&name), exec, input, timeout, parent]);
         if rows.len() == 1 {
             run_cache::remember(&workflow_id, epoch, rows.int8(0, 1), executor.as_deref());
-            return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true));
+            return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true, input.map(Out::argument)));
         }
         claim(c, &workflow_id, &name, executor.as_deref())
     })
@@ -228,9 +228,11 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
     let other_version = run_version.as_deref() == Some(crate::sql_workflow::APP_VERSION)
         || (executor.is_some() && run_version.is_some() && run_version != caller_version);
     let last_step = LAST_STEP.run(c, &[id_datum(workflow_id)]).int(0, 1).unwrap_or(0);
+    let stored_input = run.varlena(0, 8);
     let (claimed, queue) = match status.as_str() {
         _ if other_version => {
-            return Ok(start_row(workflow_id, &status, run.varlena(0, 4), run.varlena(0, 5), last_step, false));
+            let (output, error) = (run.varlena(0, 4), run.varlena(0, 5));
+            return Ok(start_row(workflow_id, &status, output, error, last_step, false, stored_input));
         }
         "PENDING" if may_take_over(c, owner.as_deref(), executor) => {
             let max_attempts = guc::MAX_RECOVERY_ATTEMPTS.get().into_datum();
@@ -240,14 +242,14 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
         "ENQUEUED" if ran_before => {
             let taken = TAKE_BACK.run(c, &[id_datum(workflow_id), executor.and_then(text_datum)]);
             if taken.is_empty() {
-                return Ok(start_row(workflow_id, &status, None, None, last_step, false)); // a dequeuer has it
+                return Ok(start_row(workflow_id, &status, None, None, last_step, false, stored_input)); // a dequeuer has it
             }
             let queue = taken.text(0, 3);
             (taken, queue)
         }
         _ => {
             let (output, error) = (run.varlena(0, 4), run.varlena(0, 5));
-            return Ok(start_row(workflow_id, &status, output, error, last_step, false));
+            return Ok(start_row(workflow_id, &status, output, error, last_step, false, stored_input));
         }
     };
     let status = claimed.text(0, 1).unwrap_or_default();
@@ -255,7 +257,7 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
     // commit, so there is nothing for this backend to remember either: the next step reads
     // the run once) and may free a queue slot.
     announce(workflow_id, queue.as_deref());
-    Ok(start_row(workflow_id, &status, None, None, last_step, status == "PENDING"))
+    Ok(start_row(workflow_id, &status, None, None, last_step, status == "PENDING", stored_input))
 }
 
 /// A PENDING run may be taken by its own executor, by anyone when it has no owner, and by
@@ -271,7 +273,17 @@ fn may_take_over(c: &Conn, owner: Option<&str>, caller: Option<&str>) -> bool {
     }
 }
 
-fn start_row(id: &str, status: &str, output: Option<Out>, error: Option<Out>, last_step: i32, claimed: bool) -> Record {
+/// start()'s row. `run_input` is the run's stored input: a claimed run replays with it (the
+/// first start's input wins). A 0.2.0 declaration has no such column, and never reads it.
+fn start_row(
+    id: &str,
+    status: &str,
+    output: Option<Out>,
+    error: Option<Out>,
+    last_step: i32,
+    claimed: bool,
+    run_input: Option<Out>,
+) -> Record {
     Record(vec![
         Field::text(id),
         Field::text(status),
@@ -279,6 +291,7 @@ fn start_row(id: &str, status: &str, output: Option<Out>, error: Option<Out>, la
         error.into(),
         Field::Int(last_step),
         Field::Bool(claimed),
+        run_input.into(),
     ])
 }
 

@@ -181,3 +181,21 @@ def test_cancel_resume_fork(db):
         assert forked.result(timeout=60) == ok.result()
     finally:
         worker.stop()
+
+
+@app.workflow(name="echo_input")
+def echo_input(word: str) -> str:
+    return word
+
+
+def test_a_claimed_run_replays_with_the_input_it_was_first_started_with(db):
+    """A run whose executor died before its body began is claimed again by a start() that
+    passes other arguments: the first start's input wins, in start() and run() alike."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        for run in ("first-1", "first-2"):
+            conn.execute("SELECT workflow.register_executor(%s)", (app.executor_id + "-old",))
+            conn.execute("SELECT * FROM workflow.start('echo_input', '[\"first\"]', %s, %s)",
+                         (run, app.executor_id + "-old"))
+        conn.execute("DELETE FROM workflow.executor WHERE executor_id = %s", (app.executor_id + "-old",))
+    assert app.start(echo_input, "second", workflow_id="first-1").result(timeout=60) == "first"
+    assert app.run(echo_input, "second", workflow_id="first-2") == "first"

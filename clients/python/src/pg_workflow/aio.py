@@ -93,7 +93,7 @@ async def run_async(app: Any, wf: WorkflowDef, args: tuple, kwargs: dict) -> Any
     encoded: Encoded = encode_input(wf.fn, args, kwargs, app.json_default)
     row = await asyncio.to_thread(app.call_retrying, sql.START,
                                   (wf.name, encoded, workflow_id, app.executor_id, None, None))
-    status, output, error, last_step, claimed = row
+    status, output, error, last_step, claimed, _ = row
     if status in sql.TERMINAL or not claimed:
         try:
             return outcome(workflow_id, status, output, error)

@@ -273,8 +273,8 @@ class App(ClientCalls):
         if running is not None:
             return WorkflowHandle(self, workflow_id, running)
         encoded = encode_input(wf.fn, args, kwargs, self.json_default)
-        status, _, _, last_step, claimed = self._start_row(wf, encoded, workflow_id, timeout, parent_id)
-        future = spawn(self, wf, workflow_id, encoded, last_step) if claimed else None
+        status, _, _, last_step, claimed, run_input = self._start_row(wf, encoded, workflow_id, timeout, parent_id)
+        future = spawn(self, wf, workflow_id, run_input, last_step) if claimed else None
         return WorkflowHandle(self, workflow_id, future)
 
     def run(self, fn: Callable[..., Any], *args: Any, workflow_id: Optional[str] = None,
@@ -295,12 +295,12 @@ class App(ClientCalls):
             return WorkflowHandle(self, workflow_id, running).result()
         try:
             with self.connection() as conn:  # one connection for start, every step and finish
-                status, output, error, last_step, claimed = self._start_row(
+                status, output, error, last_step, claimed, run_input = self._start_row(
                     wf, encoded, workflow_id, timeout, None, conn)
                 if status in sql.TERMINAL:
                     return outcome(workflow_id, status, output, error)
                 if claimed:
-                    value = execute(self, wf, workflow_id, encoded, last_step, conn if not conn.broken else None)
+                    value = execute(self, wf, workflow_id, run_input, last_step, conn if not conn.broken else None)
                     future.set_result(("SUCCESS", value))
                     return value
         except Detached:

@@ -117,7 +117,7 @@ def execute(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any, last_s
 
 def reclaim(app: Any, wf: WorkflowDef, workflow_id: str, input_json: Any) -> int:
     """After a lost connection: start() again (idempotent); a replay when we still own it."""
-    status, output, error, last_step, claimed = app.call_retrying(
+    status, output, error, last_step, claimed, _ = app.call_retrying(
         sql.START, (wf.name, input_json if isinstance(input_json, Encoded) else dumps(input_json),
                     workflow_id, app.executor_id, None, None))
     if status in sql.TERMINAL:

@@ -7,7 +7,8 @@ REGISTER = ("SELECT extract(epoch FROM workflow.register_executor(%s, %s) - cloc
             "::float8")
 HEARTBEAT = "SELECT extract(epoch FROM workflow.heartbeat(%s) - clock_timestamp())::float8"
 
-START = ("SELECT status, output, error, last_step, claimed "
+# run_input: the run's stored input, with which a claimed run replays (the first start's wins).
+START = ("SELECT status, output, error, last_step, claimed, run_input "
          "FROM workflow.start(%s, %s::jsonb, %s, %s, %s::interval, %s)")
 STEP_GET = "SELECT found, output, error FROM workflow.step_get(%s, %s, %s)"
 STEP_PUT = "SELECT workflow.step_put(%s, %s, %s, %s::jsonb, %s::jsonb, %s)"

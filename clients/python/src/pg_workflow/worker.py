@@ -154,7 +154,7 @@ class Worker:
                 self.app.call_retrying(sql.FAIL, (workflow_id, dumps(error_of(e)), self.app.executor_id))
                 return
             if last_step is None:  # a run of ours from before a crash: claim it again
-                status, _, _, last_step, claimed = self.app.call_retrying(
+                status, _, _, last_step, claimed, _ = self.app.call_retrying(
                     sql.START, (name, dumps(input_json), workflow_id, self.app.executor_id, None, None))
                 if not claimed:
                     return
