@@ -104,3 +104,21 @@ COMMENT ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text,
   'Creates or replaces a cron schedule (5 fields, 6 with leading seconds, or @hourly/@daily/...; IANA time zone); overlap: allow, skip or buffer_one; catch_up: latest or all (at most catch_up_limit, 1 to 1000); returns its next fire time.';
 REVOKE ALL ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text, text, text, int) TO workflow_admin;
+
+-- pgwf (issue 12) -------------------------------------------------------------------------
+-- schema.sql: runs newest first, over all runs and per status or name, read a page at a
+-- time (pgwf runs, the dashboard's runs page and its live-update poll, queue_stats' active
+-- runs). Without them each page is a sequential scan of the run table.
+CREATE INDEX run_created ON workflow.run (created_at);
+CREATE INDEX run_status_created ON workflow.run (status, created_at);
+CREATE INDEX run_name_created ON workflow.run (name, created_at);
+
+-- views.sql: a run's events, for readers and the dashboard.
+CREATE VIEW workflow.events AS
+SELECT workflow_id, key, value, updated_at
+FROM workflow.event;
+COMMENT ON VIEW workflow.events IS 'The latest value of every event key that a workflow has set.';
+
+-- privileges.sql: readers read it.
+REVOKE ALL ON workflow.events FROM PUBLIC;
+GRANT SELECT ON workflow.events TO workflow_reader;

@@ -159,10 +159,13 @@ pub async fn runs(c: &Client, f: &RunFilter) -> Result<Value, DbError> {
         ));
     }
     let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    // The page is chosen without the view's last_step (a subquery per row, which would run for
+    // every row the filter keeps, before the sort); last_step is looked up for the page only.
     let sql = format!(
-        "SELECT coalesce(json_agg(t), '[]') FROM (
-           SELECT {RUN_COLUMNS} FROM workflow.runs {filter}
-            ORDER BY created_at DESC, workflow_id DESC LIMIT {}) t",
+        "SELECT coalesce(json_agg(t ORDER BY t.created_at DESC, t.workflow_id DESC), '[]') FROM (
+           SELECT {}, coalesce((SELECT max(s.step) FROM workflow.steps s WHERE s.workflow_id = p.workflow_id), 0) AS last_step
+             FROM (SELECT * FROM workflow.runs {filter} ORDER BY created_at DESC, workflow_id DESC LIMIT {}) p) t",
+        RUN_COLUMNS.replace(" last_step,", ""),
         f.limit.max(1)
     );
     let p: Vec<&(dyn ToSql + Sync)> = params.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
