@@ -165,9 +165,8 @@ def test_runs_lists_statuses_and_filters(pgwf_bin, world):
 def test_show_a_run(pgwf_bin, world):
     v = cli_json(pgwf_bin, "show", world["ok"])
     assert v["run"]["status"] == "SUCCESS" and v["run"]["output"] == {"ok": True, "html": "<b>bold</b>"}
-    assert [(s["step"], s["step_name"], s["succeeded"]) for s in v["steps"]] == [
-        (1, "reserve_stock", True), (2, "charge_card", True), (3, "set_event", True)] or \
-        [s["step_name"] for s in v["steps"]][:2] == ["reserve_stock", "charge_card"]
+    assert [(s["step"], s["step_name"], s["succeeded"]) for s in v["steps"]][:2] == [
+        (1, "reserve_stock", True), (2, "charge_card", True)] and len(v["steps"]) == 3  # 3: set_event
     assert all(s["duration_ms"] >= 0 for s in v["steps"])
     assert v["steps"][1]["duration_ms"] >= 100
     assert v["events"] == [{"key": "stage", "value": "charged", "updated_at": v["events"][0]["updated_at"]}]
@@ -229,6 +228,8 @@ def test_actions_and_refusals(pgwf_bin, world):
 
 
 def test_queues_schedules_executors_stats(pgwf_bin, world):
+    with connect() as db:
+        db.execute("SELECT workflow.heartbeat(%s)", (world["executor"],))
     q = {x["name"]: x for x in cli_json(pgwf_bin, "queues")}[world["queue"]]
     assert (q["enqueued"], q["pending"], q["concurrency"], q["worker_concurrency"]) == (3, 1, 4, 2)
     assert q["pending_per_executor"] == {world["executor"]: 1}
