@@ -23,13 +23,22 @@ import uuid
 
 import pytest
 
-from conftest import DATA_DIR, DB, PORT, ROOT, connect, wait_until
+from conftest import DATA_DIR, PORT, ROOT, connect as connect_db, recreate_database
 
 RUST = os.path.join(ROOT, "clients", "rust")
 PGWF = os.path.join(RUST, "target", "debug", "pgwf")
 SHOTS = os.environ.get("PGWF_SCREENSHOTS", "/tmp/pgwf_screenshots")
 TAG = uuid.uuid4().hex[:8]
 XSS = '<img src=x onerror="alert(1)">'
+
+
+# A database of its own: the runs left ENQUEUED here (resume, fork) must not be claimed by
+# other modules' workers on the shared one.
+DB = "pgwf_test"
+
+
+def connect():
+    return connect_db(DB)
 
 
 def rid(kind):
@@ -45,6 +54,13 @@ def pgwf_bin():
 
 @pytest.fixture(scope="module")
 def world():
+    recreate_database(DB, "default")
+    yield make_world()
+    with connect_db("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def make_world():
     """Runs in every status, steps, an event, a message, a child, a backlog, a schedule, a
     reader login. The workflow.events view is created by hand when the installed extension
     predates it (its definition is the one in sql/views.sql)."""
