@@ -5,7 +5,8 @@ set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 need_apt=()
-for pkg in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo; do
+# chromium: the pgwf dashboard's tests load every page in it, headless (tests/integration/test_pgwf.py).
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -35,7 +36,8 @@ if ! python3 -c 'import psycopg, psycopg_pool, pytest, sqlalchemy' 2>/dev/null; 
 fi
 
 # The Rust SDK (clients/rust): fetch and compile its dependencies and tests now, so that the
-# test stage only runs them (its own target/, git-ignored).
+# test stage only runs them (its own target/, git-ignored). This builds pgwf too
+# (clients/rust/target/debug/pgwf), which tests/integration/test_pgwf.py runs.
 if command -v cargo >/dev/null; then
   echo "== cargo build --tests (clients/rust)"
   (cd "$(dirname "$0")/../clients/rust" && cargo build --tests --bins --locked -q </dev/null)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit tests and #[pg_test]s (cargo pgrx test), pg_regress against a
 # preloaded server, the integration suite (pytest, several processes, crashes), and the SDKs'
-# own suites (clients/rust, clients/node, clients/python).
+# own suites (clients/rust with pgwf, clients/node, clients/python).
 # README's Command 2; .ci/run calls it. Safe to run while the demo server is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ if ! "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" --use-existing
   failed+=("pg_regress")
 fi
 
-echo "== 3/6 integration (pytest)"
+echo "== 3/6 integration (pytest; with pgwf, its dashboard in headless Chromium: screenshots in /tmp/pgwf_screenshots)"
 PGWF_DATA_DIR=$dir/server PGWF_PORT=$port python3 -m pytest -q tests/integration || failed+=("integration")
 
 echo "== 4/6 the Rust SDK, clients/rust (cargo test)"

@@ -119,3 +119,21 @@ COMMENT ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) IS
   'Starts a run (of the executor''s app_version; a child of parent_id), or returns the existing one with that id; claimed = true means: execute the body now, with run_input (the first start''s input wins).';
 REVOKE ALL ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION workflow.start(text, jsonb, text, text, interval, text) TO workflow_executor;
+
+-- pgwf (issue 12) -------------------------------------------------------------------------
+-- schema.sql: runs newest first, over all runs and per status or name, read a page at a
+-- time (pgwf runs, the dashboard's runs page and its live-update poll, queue_stats' active
+-- runs). Without them each page is a sequential scan of the run table.
+CREATE INDEX run_created ON workflow.run (created_at);
+CREATE INDEX run_status_created ON workflow.run (status, created_at);
+CREATE INDEX run_name_created ON workflow.run (name, created_at);
+
+-- views.sql: a run's events, for readers and the dashboard.
+CREATE VIEW workflow.events AS
+SELECT workflow_id, key, value, updated_at
+FROM workflow.event;
+COMMENT ON VIEW workflow.events IS 'The latest value of every event key that a workflow has set.';
+
+-- privileges.sql: readers read it.
+REVOKE ALL ON workflow.events FROM PUBLIC;
+GRANT SELECT ON workflow.events TO workflow_reader;

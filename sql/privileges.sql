@@ -32,7 +32,7 @@ GRANT EXECUTE ON FUNCTION
 
 -- Readers read the views.
 GRANT SELECT ON workflow.runs, workflow.steps, workflow.executors, workflow.queues,
-    workflow.queue_stats, workflow.schedules, workflow.pending_messages
+    workflow.queue_stats, workflow.schedules, workflow.pending_messages, workflow.events
   TO workflow_reader;
 
 -- Admins do both, and operate: cancel, resume, fork, delete, gc, queues, schedules, tick.

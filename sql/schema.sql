@@ -241,3 +241,10 @@ SELECT pg_catalog.pg_extension_config_dump('workflow.sql_run', '');
 -- index: a backlog of application runs ahead of them in ready_order is never walked.
 CREATE INDEX ready_sql ON workflow.ready (queue, priority, created_at, workflow_id)
     WHERE app_version = 'pg_workflow:sql';
+
+-- pgwf (issue 12): runs newest first, over all runs and per status or name, read a page at a
+-- time (pgwf runs, the dashboard's runs page and its live-update poll, queue_stats' active
+-- runs). Without them each page is a sequential scan of the run table.
+CREATE INDEX run_created ON workflow.run (created_at);
+CREATE INDEX run_status_created ON workflow.run (status, created_at);
+CREATE INDEX run_name_created ON workflow.run (name, created_at);

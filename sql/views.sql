@@ -71,3 +71,9 @@ SELECT name, steps, pg_catalog.array_length(steps, 1) AS step_count, max_attempt
        run_as, defined_by, defined_at
 FROM workflow.sql_workflow;
 COMMENT ON VIEW workflow.sql_workflows IS 'SQL workflows: the steps the server''s SQL workers run, and as whom.';
+
+-- pgwf (issue 12): a run's events, for readers and the dashboard.
+CREATE VIEW workflow.events AS
+SELECT workflow_id, key, value, updated_at
+FROM workflow.event;
+COMMENT ON VIEW workflow.events IS 'The latest value of every event key that a workflow has set.';
