@@ -1,0 +1,48 @@
+//! Regressions of the SDK review (/tmp/sdk_review.md): each test reproduces one defect.
+
+#![allow(unused_imports)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pg_workflow_client::{App, Ctx, EnqueueOptions, Error, Options, StartOptions};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::*;
+
+async fn input_of(sql: &tokio_postgres::Client, id: &str) -> Value {
+    sql.query_one("SELECT input FROM workflow.runs WHERE workflow_id = $1", &[&id]).await.unwrap().get(0)
+}
+
+/// Review item 7: `()` is written as `[]` (no arguments, as Python, Node, psql and schedules
+/// write it), and `[]` and `{}` are read as no arguments.
+#[tokio::test]
+async fn unit_input_is_no_arguments_both_ways() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    let app = app(&db).await;
+    app.workflow("unit", |_ctx: Ctx, _: ()| async move { Ok("ran") });
+    let h = app.start("unit", &(), StartOptions::id("u-1")).await.unwrap();
+    assert_eq!(h.result::<String>(LONG).await.unwrap(), "ran");
+    assert_eq!(input_of(&sql, "u-1").await, json!([]));
+    app.enqueue("default", "unit", &(), EnqueueOptions::id("u-2").delay(Duration::from_secs(3600))).await.unwrap();
+    assert_eq!(input_of(&sql, "u-2").await, json!([]));
+    app.enqueue("default", "unit", &None::<i32>, EnqueueOptions::id("u-3").delay(Duration::from_secs(3600))).await.unwrap();
+    assert_eq!(input_of(&sql, "u-3").await, json!([]));
+    // What Python, Node and psql write for no arguments.
+    sql.batch_execute(
+        "SELECT workflow.enqueue('default', 'unit', '[]', 'py-1'); SELECT workflow.enqueue('default', 'unit', '{}', 'py-2');",
+    )
+    .await
+    .unwrap();
+    let w = app.worker(&["default"], 2).poll(Duration::from_millis(200)).handle_signals(false);
+    let stop = w.stopper();
+    let running = tokio::spawn(w.run());
+    for id in ["py-1", "py-2"] {
+        assert_eq!(app.handle(id).result::<String>(LONG).await.unwrap(), "ran", "{id}");
+    }
+    stop.stop();
+    running.await.unwrap().unwrap();
+}
