@@ -330,7 +330,7 @@ impl Ctx {
                 .await?;
             let rx = if row.get::<_, bool>(4) {
                 let last_step: i32 = row.get(3);
-                let input = app.input_for_replay(&id, input, last_step).await?;
+                let input: Option<Value> = run.call(sql::INPUT, &[&id]).await?.get(0);
                 Some(run::spawn(app, def, id.clone(), input, last_step))
             } else {
                 None

@@ -46,3 +46,18 @@ async fn unit_input_is_no_arguments_both_ways() {
     stop.stop();
     running.await.unwrap().unwrap();
 }
+
+/// Review item 8: a `start` that claims an existing run (no checkpoints yet) runs it with the
+/// stored input, not the caller's (the first input wins).
+#[tokio::test]
+async fn a_claimed_run_without_checkpoints_keeps_its_first_input() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute("SELECT workflow.start('echo', '[1]', 'fi-1')").await.unwrap();
+    let app = app(&db).await;
+    app.workflow("echo", |_ctx: Ctx, x: i32| async move { Ok(x) });
+    let h = app.start("echo", &2, StartOptions::id("fi-1")).await.unwrap();
+    assert_eq!(h.result::<i32>(LONG).await.unwrap(), 1, "the stored input");
+    // A fresh run gets the caller's.
+    assert_eq!(app.start("echo", &3, StartOptions::id("fi-2")).await.unwrap().result::<i32>(LONG).await.unwrap(), 3);
+}
