@@ -61,3 +61,30 @@ async fn a_claimed_run_without_checkpoints_keeps_its_first_input() {
     // A fresh run gets the caller's.
     assert_eq!(app.start("echo", &3, StartOptions::id("fi-2")).await.unwrap().result::<i32>(LONG).await.unwrap(), 3);
 }
+
+/// Review item 3: a `query_one` that finds no row inside a transaction is the user's error:
+/// recorded as the step's error, not taken for a lost connection (which replayed it forever).
+#[tokio::test]
+async fn a_query_one_without_a_row_in_a_transaction_is_a_step_error() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    let app = app(&db).await;
+    app.workflow("norow", |ctx: Ctx, _: ()| async move {
+        let r = ctx
+            .transaction("lookup", |tx| async move {
+                let row = tx.query_one("SELECT 1 WHERE false", &[]).await?;
+                Ok(row.get::<_, i32>(0))
+            })
+            .await;
+        match r {
+            Err(Error::StepFailed { message, .. }) => Ok(message),
+            other => Err(format!("expected StepFailed, got {other:?}").into()),
+        }
+    });
+    let h = app.start("norow", &(), StartOptions::id("nr-1")).await.unwrap();
+    let message = h.result::<String>(LONG).await.unwrap();
+    assert!(message.contains("number of rows"), "{message}");
+    let error: Option<Value> =
+        sql.query_one("SELECT error FROM workflow.steps WHERE workflow_id = 'nr-1' AND step = 1", &[]).await.unwrap().get(0);
+    assert!(error.is_some(), "the step's error is recorded");
+}
