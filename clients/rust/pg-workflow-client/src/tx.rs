@@ -159,7 +159,8 @@ impl Ctx {
             }
             let mut failure = None;
             for _ in 0..ATTEMPTS {
-                match attempt(&run, n, &name, &mut f).await? {
+                run.check_stopped()?;
+                match attempt(&run, n, &name, &mut f).await.map_err(|e| run.note(e))? {
                     Attempt::Committed(v) => return codec::decode(v, &what),
                     Attempt::Taken => return codec::decode(run.recorded(n.unwrap(), &name).await?, &what),
                     Attempt::Retry(e) => failure = Some(e),

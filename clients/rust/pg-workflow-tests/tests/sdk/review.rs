@@ -88,3 +88,67 @@ async fn a_query_one_without_a_row_in_a_transaction_is_a_step_error() {
         sql.query_one("SELECT error FROM workflow.steps WHERE workflow_id = 'nr-1' AND step = 1", &[]).await.unwrap().get(0);
     assert!(error.is_some(), "the step's error is recorded");
 }
+
+/// Review item 6: a body that catches NotOwner and carries on does not run its later steps'
+/// or transactions' closures (their side effects) on a run it no longer owns.
+#[tokio::test]
+async fn a_caught_not_owner_runs_no_later_closures() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    let stale = App::connect(&db.dsn(), Options::default().executor_id("exec-a")).await.unwrap();
+    let go = Arc::new(Notify::new());
+    let later = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<Option<Vec<Option<Error>>>>> = Arc::new(Mutex::new(None));
+    let (g, l, s) = (go.clone(), later.clone(), seen.clone());
+    stale.workflow("fenced", move |ctx: Ctx, _: ()| {
+        let (g, l, s) = (g.clone(), l.clone(), s.clone());
+        async move {
+            let _: i32 = ctx.step("one", || async { Ok(1) }).await?;
+            g.notified().await; // the run is taken over meanwhile
+            let two = ctx.step("two", || async { Ok(2) }).await.err(); // caught
+            let l3 = l.clone();
+            let three = ctx
+                .step("three", move || {
+                    let l3 = l3.clone();
+                    async move {
+                        l3.fetch_add(1, Ordering::SeqCst);
+                        Ok(3)
+                    }
+                })
+                .await
+                .err();
+            let l4 = l.clone();
+            let four = ctx
+                .transaction("four", move |_tx| {
+                    let l4 = l4.clone();
+                    async move {
+                        l4.fetch_add(1, Ordering::SeqCst);
+                        Ok(4)
+                    }
+                })
+                .await
+                .err();
+            *s.lock().unwrap() = Some(vec![two, three, four]);
+            Ok("carried on")
+        }
+    });
+    stale.start("fenced", &(), StartOptions::id("f-2")).await.unwrap();
+    wait_for("step 1", LONG, || async {
+        let n: i64 = sql.query_one("SELECT count(*) FROM workflow.steps WHERE workflow_id = 'f-2'", &[]).await.unwrap().get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    sql.batch_execute(
+        "UPDATE workflow.executor SET last_heartbeat = now() - interval '1 hour' WHERE executor_id = 'exec-a';
+         SELECT workflow.register_executor('exec-b');
+         SELECT workflow.start('fenced', NULL, 'f-2', 'exec-b');",
+    )
+    .await
+    .unwrap();
+    go.notify_one();
+    let errors = wait_for("the stale body's errors", LONG, || async { seen.lock().unwrap().clone() }).await;
+    for e in &errors {
+        assert!(matches!(e, Some(Error::NotOwner(_))), "{errors:?}");
+    }
+    assert_eq!(later.load(Ordering::SeqCst), 0, "no closure ran after the NotOwner");
+}
