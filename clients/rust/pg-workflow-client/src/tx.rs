@@ -124,7 +124,10 @@ where
         Ok(value) => match simple(&conn, "COMMIT").await {
             Ok(()) => Ok(Attempt::Committed(value)),
             Err(e) if retryable(&e) => Ok(Attempt::Retry(e)),
-            Err(e) => Err(e),
+            Err(e) if e.stops_body() => Err(e),
+            // A COMMIT refused for good (a deferred constraint): the server rolled back the
+            // transaction, its checkpoint included; the error is the step's, as any other.
+            Err(e) => Ok(Attempt::Failed(e)),
         },
         Err(e) => {
             simple(&conn, "ROLLBACK").await?;

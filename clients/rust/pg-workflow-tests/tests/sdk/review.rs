@@ -152,3 +152,38 @@ async fn a_caught_not_owner_runs_no_later_closures() {
     }
     assert_eq!(later.load(Ordering::SeqCst), 0, "no closure ran after the NotOwner");
 }
+
+/// Review item 9: a COMMIT that fails for good (a deferred constraint) is recorded as the
+/// transaction step's error, like any other failure of the transaction.
+#[tokio::test]
+async fn a_failed_commit_is_recorded_as_the_steps_error() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);",
+    )
+    .await
+    .unwrap();
+    let app = app(&db).await;
+    app.workflow("deferred", |ctx: Ctx, _: ()| async move {
+        let r = ctx
+            .transaction("orphan", |tx| async move {
+                tx.execute("INSERT INTO child VALUES (99)", &[]).await?;
+                Ok(1)
+            })
+            .await;
+        match r {
+            Err(Error::StepFailed { message, .. }) => Ok(message),
+            other => Err(format!("expected StepFailed, got {other:?}").into()),
+        }
+    });
+    let h = app.start("deferred", &(), StartOptions::id("d-1")).await.unwrap();
+    let message = h.result::<String>(LONG).await.unwrap();
+    assert!(message.contains("foreign key"), "{message}");
+    let error: Option<Value> =
+        sql.query_one("SELECT error FROM workflow.steps WHERE workflow_id = 'd-1' AND step = 1", &[]).await.unwrap().get(0);
+    assert!(error.is_some(), "the step's error is recorded");
+    let n: i64 = sql.query_one("SELECT count(*) FROM child", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+}
