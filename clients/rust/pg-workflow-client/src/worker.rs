@@ -228,6 +228,17 @@ impl Dispatcher {
                         submit(&self.app, permit, row.get(0), row.get(1), row.get(2), Some(row.get(3)));
                     }
                 }
+                Err(e) if e.sqlstate() == Some("WF004") => {
+                    // This executor's row is gone (deleted, or the database restored): register
+                    // again, as the heartbeat does, and go on dequeuing.
+                    log::warn!("dequeue from {}: {e}; registering executor {} again", self.queue, self.app.executor_id());
+                    if let Err(e) = c.one(sql::REGISTER, &[&self.app.executor_id(), &self.app.app_version()]).await {
+                        log::warn!("registering executor {} failed ({e}); retrying in {delay:?}", self.app.executor_id());
+                        conn = None;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
                 Err(Error::Connection(m)) => {
                     log::warn!("dequeue from {} failed ({m}); reconnecting in {delay:?}", self.queue);
                     conn = None;

@@ -187,3 +187,24 @@ async fn a_failed_commit_is_recorded_as_the_steps_error() {
     let n: i64 = sql.query_one("SELECT count(*) FROM child", &[]).await.unwrap().get(0);
     assert_eq!(n, 0);
 }
+
+/// Review item 9: WF004 (this executor's row is gone) at dequeue registers it again instead
+/// of stopping the worker.
+#[tokio::test]
+async fn a_worker_registers_again_when_its_executor_row_is_gone() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    let app = app(&db).await;
+    app.workflow("hello", |_ctx: Ctx, _: ()| async move { Ok("hi") });
+    let w = app.worker(&["default"], 2).poll(Duration::from_millis(100)).handle_signals(false);
+    let stop = w.stopper();
+    let running = tokio::spawn(w.run());
+    app.enqueue("default", "hello", &(), EnqueueOptions::id("h-1")).await.unwrap().result::<String>(LONG).await.unwrap();
+    sql.execute("DELETE FROM workflow.executor WHERE executor_id = $1", &[&app.executor_id()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // a few dequeues meet WF004
+    let h = app.enqueue("default", "hello", &(), EnqueueOptions::id("h-2")).await.unwrap();
+    assert_eq!(h.result::<String>(LONG).await.unwrap(), "hi");
+    assert!(!running.is_finished(), "the worker goes on");
+    stop.stop();
+    running.await.unwrap().unwrap();
+}
