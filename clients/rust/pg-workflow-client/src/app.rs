@@ -109,6 +109,9 @@ impl App {
                 .keepalives_retries(3)
                 .tcp_user_timeout(Duration::from_secs(60));
         }
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(crate::db::DEFAULT_CONNECT_TIMEOUT);
+        }
         let pool = Pool::new(cfg, options.pool_size);
         let app = App {
             inner: Arc::new(Inner {

@@ -12,6 +12,9 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::error::{Error, Result};
 
+/// The connect timeout when the DSN sets none.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A connection and the statements it has prepared (each SDK statement once per connection).
@@ -21,8 +24,15 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Connects, giving up after the config's connect_timeout (App::connect sets 10 s unless the
+    /// DSN sets it) for the whole handshake: tokio-postgres applies it to the socket only, and
+    /// a server that accepts but never answers (a dropped network) would hang a heartbeat.
     pub(crate) async fn connect(cfg: &Config) -> Result<Conn> {
-        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| Error::from_pg(e, "connect"))?;
+        let limit = cfg.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (client, connection) = tokio::time::timeout(limit, cfg.connect(NoTls))
+            .await
+            .map_err(|_| Error::Connection(format!("connect: no answer from the server within {limit:?}")))?
+            .map_err(|e| Error::from_pg(e, "connect"))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 log::debug!("pg_workflow connection ended: {e}");

@@ -208,3 +208,24 @@ async fn a_worker_registers_again_when_its_executor_row_is_gone() {
     stop.stop();
     running.await.unwrap().unwrap();
 }
+
+/// Review item 9: connecting to a server that accepts the socket but never answers gives up
+/// after the connect timeout (here the DSN's connect_timeout=1) instead of hanging.
+#[tokio::test]
+async fn a_silent_server_is_a_connection_error_not_a_hang() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // accepted, never answered
+        }
+    });
+    let dsn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1");
+    let r = tokio::time::timeout(LONG, App::connect(&dsn, Options::default().reconnect_timeout(Duration::ZERO))).await;
+    match r {
+        Ok(Err(Error::Connection(_))) => {}
+        Ok(other) => panic!("expected Error::Connection, got {:?}", other.map(|_| ())),
+        Err(_) => panic!("App::connect hung on a silent server"),
+    }
+}
