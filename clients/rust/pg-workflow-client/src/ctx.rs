@@ -86,9 +86,37 @@ impl RunState {
         e
     }
 
-    pub(crate) async fn call(&self, stmt: &'static str, params: Params<'_>) -> Result<Row> {
+    /// The run's connection, unless this execution has stopped or the connection was left
+    /// inside a transaction (a transaction's future dropped or panicked midway): then its
+    /// writes must never commit, the connection is broken for this execution
+    /// (`Error::Connection`), and the runner replays the run on another.
+    pub(crate) async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, Pooled>> {
         self.check_stopped()?;
-        let mut conn = self.conn.lock().await;
+        let conn = self.conn.lock().await;
+        self.usable(&conn)?;
+        Ok(conn)
+    }
+
+    pub(crate) async fn lock_owned(&self) -> Result<tokio::sync::OwnedMutexGuard<Pooled>> {
+        self.check_stopped()?;
+        let conn = self.conn.clone().lock_owned().await;
+        self.usable(&conn)?;
+        Ok(conn)
+    }
+
+    fn usable(&self, conn: &Pooled) -> Result<()> {
+        if conn.in_tx {
+            return Err(self.note(Error::Connection(format!(
+                "workflow {}: its connection was left inside a transaction (the transaction's future was dropped or \
+                 panicked before it ended); the run replays",
+                self.workflow_id
+            ))));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn call(&self, stmt: &'static str, params: Params<'_>) -> Result<Row> {
+        let mut conn = self.lock().await?;
         conn.one(stmt, params).await.map_err(|e| self.note(self.context(e)))
     }
 
@@ -121,9 +149,8 @@ impl RunState {
 
     /// step_put. Ok(None): written; Ok(Some(v)): recorded by another writer first.
     pub(crate) async fn put(&self, n: i32, name: &str, output: Option<&Value>, error: Option<&Value>) -> Result<Option<Value>> {
-        self.check_stopped()?;
         let result = {
-            let mut conn = self.conn.lock().await;
+            let mut conn = self.lock().await?;
             conn.one_raw(sql::STEP_PUT, &[&self.workflow_id, &n, &name, &output, &error, &self.executor_id()]).await
         };
         match result {
@@ -383,8 +410,7 @@ impl Ctx {
             let id = options.workflow_id.clone().unwrap_or_else(|| format!("{}-{n}", run.workflow_id));
             let app = run.app.clone();
             let params = options.params(&queue, &name, &input, &id, app.app_version(), Some(&run.workflow_id));
-            run.check_stopped()?;
-            let mut conn = run.conn.lock().await;
+            let mut conn = run.lock().await?;
             conn.one(sql::ENQUEUE, &params.refs()).await.map_err(|e| run.note(run.context(e)))?;
             Ok(Handle::new(app, id, None))
         }

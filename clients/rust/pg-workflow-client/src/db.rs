@@ -21,6 +21,10 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub(crate) struct Conn {
     pub(crate) client: Client,
     stmts: HashMap<&'static str, Statement>,
+    /// Set at BEGIN, cleared when COMMIT or ROLLBACK ends the transaction. A connection still
+    /// inside one (its transaction's future was dropped, or panicked) never goes back to the
+    /// pool: the next user's COMMIT would commit its writes.
+    pub(crate) in_tx: bool,
 }
 
 impl Conn {
@@ -38,7 +42,7 @@ impl Conn {
                 log::debug!("pg_workflow connection ended: {e}");
             }
         });
-        Ok(Conn { client, stmts: HashMap::new() })
+        Ok(Conn { client, stmts: HashMap::new(), in_tx: false })
     }
 
     async fn stmt(&mut self, sql: &'static str) -> std::result::Result<Statement, tokio_postgres::Error> {
@@ -132,7 +136,8 @@ impl Pool {
     }
 }
 
-/// A pooled connection; back in the pool when dropped (unless it broke).
+/// A pooled connection; back in the pool when dropped (unless it broke or is left inside a
+/// transaction: then it is closed, and the server rolls the transaction back).
 pub(crate) struct Pooled {
     conn: Option<Conn>,
     pool: Arc<Pool>,
@@ -155,7 +160,7 @@ impl DerefMut for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            if !c.is_closed() {
+            if !c.is_closed() && !c.in_tx {
                 self.pool.idle.lock().unwrap().push(c);
             }
         }

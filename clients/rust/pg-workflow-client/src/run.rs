@@ -36,6 +36,39 @@ pub(crate) fn local(app: &App, workflow_id: &str) -> Option<watch::Receiver<Opti
     app.inner.local.lock().unwrap().get(workflow_id).cloned()
 }
 
+/// Removes a run's entry from the App's local runs when its execution ends in any way (a
+/// panic or a dropped task included), so a later start of it is not refused as running here.
+struct LocalEntry<'a> {
+    app: &'a App,
+    id: &'a str,
+}
+
+impl Drop for LocalEntry<'_> {
+    fn drop(&mut self) {
+        self.app.inner.local.lock().unwrap().remove(self.id);
+    }
+}
+
+/// Polls a body, catching a panic: Err(message).
+struct CatchUnwind(BodyFuture);
+
+impl Future for CatchUnwind {
+    type Output = std::result::Result<std::result::Result<Value, BoxError>, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(p) => p.map(Ok),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                std::task::Poll::Ready(Err(message))
+            }
+        }
+    }
+}
+
 /// Runs a claimed run in a new task (once per process: a run already executing here is not
 /// started twice). Returns where its outcome will appear.
 pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<Value>, last_step: i32) -> watch::Receiver<Option<Outcome>> {
@@ -50,8 +83,9 @@ pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<
     };
     let app = app.clone();
     tokio::spawn(async move {
+        let entry = LocalEntry { app: &app, id: &id };
         let outcome = execute(&app, &def, &id, input, last_step).await;
-        app.inner.local.lock().unwrap().remove(&id);
+        drop(entry);
         let _ = tx.send(Some(outcome));
     });
     rx
@@ -68,8 +102,9 @@ pub(crate) async fn run_inline(app: &App, def: Arc<WorkflowDef>, id: String, inp
         local.insert(id.clone(), rx);
         tx
     };
+    let entry = LocalEntry { app, id: &id };
     let outcome = execute(app, &def, &id, input, last_step).await;
-    app.inner.local.lock().unwrap().remove(&id);
+    drop(entry);
     let _ = tx.send(Some(outcome));
 }
 
@@ -119,7 +154,23 @@ async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, m
 /// (cancelled, fenced, or the connection broke).
 async fn run_body(def: &WorkflowDef, state: Arc<RunState>, input: Option<Value>) -> Result<Outcome> {
     let ctx = Ctx { run: state.clone() };
-    let result = (def.body)(ctx, input).await;
+    let caught = CatchUnwind((def.body)(ctx, input)).await; // the body's futures are dropped
+    let result = match caught {
+        Ok(result) => result,
+        Err(message) => {
+            // The body panicked: the run fails. A transaction it was in left the run's
+            // connection inside BEGIN: roll it back first (if that fails, the connection stays
+            // marked, the FAIL below gets Error::Connection, and the run replays).
+            log::error!("workflow {} panicked: {message}", state.workflow_id);
+            {
+                let mut conn = state.conn.lock().await;
+                if conn.in_tx && conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                    conn.in_tx = false;
+                }
+            }
+            return fail_run(&state, Error::wire("Panic", &message, None)).await.map(Outcome::Failed);
+        }
+    };
     let error = match result {
         Ok(output) => match state.call(sql::FINISH, &[&state.workflow_id, &output, &state.app.inner.executor_id]).await {
             Ok(_) => return Ok(Outcome::Success(output)),

@@ -229,3 +229,134 @@ async fn a_silent_server_is_a_connection_error_not_a_hang() {
         Err(_) => panic!("App::connect hung on a silent server"),
     }
 }
+
+async fn count(sql: &tokio_postgres::Client, q: &str) -> i64 {
+    sql.query_one(q, &[]).await.unwrap().get(0)
+}
+
+async fn wait_status(sql: &tokio_postgres::Client, id: &str, want: &str) {
+    wait_for(&format!("{id} {want} in the database"), LONG, || async {
+        (status(sql, id).await.as_deref() == Some(want)).then_some(())
+    })
+    .await
+}
+
+/// Review item 1: a transaction dropped midway by a `tokio::time::timeout` leaves its writes
+/// on the run's connection inside BEGIN. They must not commit with the run's later steps and
+/// finish: the run's next call finds the connection broken, and the run replays, with the
+/// transaction's row exactly once.
+#[tokio::test]
+async fn a_transaction_dropped_by_a_timeout_replays_and_commits_once() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute("CREATE TABLE ledger (workflow_id text)").await.unwrap();
+    let app = app(&db).await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    app.workflow("dropped", move |ctx: Ctx, _: ()| {
+        let a = a.clone();
+        async move {
+            let id = ctx.workflow_id().to_string();
+            let tx = ctx.transaction("debit", move |tx| {
+                let (a, id) = (a.clone(), id.clone());
+                async move {
+                    tx.execute("INSERT INTO ledger VALUES ($1)", &[&id]).await?;
+                    if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_secs(3600)).await; // dropped by the timeout
+                    }
+                    Ok(())
+                }
+            });
+            let done = tokio::time::timeout(Duration::from_millis(300), tx).await.is_ok();
+            let _: () = ctx.step("after", || async { Ok(()) }).await?;
+            Ok(done)
+        }
+    });
+    let h = app.start("dropped", &(), StartOptions::id("dr-1")).await.unwrap();
+    wait_status(&sql, "dr-1", "SUCCESS").await;
+    assert!(h.result::<bool>(LONG).await.unwrap(), "the replay's transaction completed");
+    assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'dr-1'").await, 1);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+/// Review item 1: a transaction whose closure panics in a task the body spawned: its writes
+/// are not committed by whoever uses the connection next; the run replays and commits the
+/// transaction once.
+#[tokio::test]
+async fn a_transaction_that_panics_in_a_spawned_task_replays_and_commits_once() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute("CREATE TABLE ledger (workflow_id text)").await.unwrap();
+    let app = app(&db).await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    app.workflow("spawned", move |ctx: Ctx, _: ()| {
+        let a = a.clone();
+        async move {
+            let id = ctx.workflow_id().to_string();
+            let tx = ctx.transaction("debit", move |tx| {
+                let (a, id) = (a.clone(), id.clone());
+                async move {
+                    tx.execute("INSERT INTO ledger VALUES ($1)", &[&id]).await?;
+                    if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("boom inside the transaction");
+                    }
+                    Ok(())
+                }
+            });
+            let joined = tokio::spawn(tx).await;
+            let _: () = ctx.step("after", || async { Ok(()) }).await?;
+            Ok(joined.is_ok())
+        }
+    });
+    let h = app.start("spawned", &(), StartOptions::id("sp-1")).await.unwrap();
+    wait_status(&sql, "sp-1", "SUCCESS").await;
+    assert!(h.result::<bool>(LONG).await.unwrap());
+    assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'sp-1'").await, 1);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+/// Review item 1: a body that panics (here inside a transaction) fails the run (type Panic)
+/// instead of leaving it PENDING under a live lease; the transaction's writes are not
+/// committed by the next run on the (one-connection) pool.
+#[tokio::test]
+async fn a_panicking_body_fails_the_run_and_its_transaction_never_commits() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute("CREATE TABLE ledger (workflow_id text)").await.unwrap();
+    let app = App::connect(&db.dsn(), Options::default().pool_size(1)).await.unwrap();
+    app.workflow("boom", |ctx: Ctx, _: ()| async move {
+        ctx.transaction("debit", |tx| async move {
+            tx.execute("INSERT INTO ledger VALUES ('boom')", &[]).await?;
+            if true {
+                panic!("boom inside the transaction");
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    });
+    app.workflow("fine", |ctx: Ctx, _: ()| async move {
+        ctx.transaction("credit", |tx| async move {
+            tx.execute("INSERT INTO ledger VALUES ('fine')", &[]).await?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    });
+    let h = app.start("boom", &(), StartOptions::id("boom-1")).await.unwrap();
+    match h.result::<()>(LONG).await {
+        Err(Error::WorkflowFailed { type_, message, .. }) => {
+            assert_eq!(type_, "Panic");
+            assert!(message.contains("boom inside"), "{message}");
+        }
+        other => panic!("expected WorkflowFailed(Panic), got {other:?}"),
+    }
+    assert_eq!(status(&sql, "boom-1").await.as_deref(), Some("ERROR"));
+    // Not stuck as running here: a start of the same id reads the ended run.
+    let again = app.start("boom", &(), StartOptions::id("boom-1")).await.unwrap();
+    assert!(matches!(again.result::<()>(LONG).await, Err(Error::WorkflowFailed { .. })));
+    app.start("fine", &(), StartOptions::id("fine-1")).await.unwrap().result::<()>(LONG).await.unwrap();
+    assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'boom'").await, 0);
+    assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'fine'").await, 1);
+}
