@@ -115,12 +115,13 @@ impl Pool {
         Ok(Pooled { conn: Some(conn), pool: self.clone(), _permit: permit })
     }
 
-    /// `get`, retrying a server that cannot be reached until `deadline`.
+    /// `get`, retrying a server that cannot be reached (or a pool with no free connection)
+    /// until `deadline`.
     pub(crate) async fn get_retrying(self: &Arc<Self>, deadline: Instant) -> Result<Pooled> {
         let mut delay = Duration::from_millis(50);
         loop {
             match self.get().await {
-                Err(Error::Connection(m)) if Instant::now() < deadline => {
+                Err(Error::Connection(m) | Error::Timeout(m)) if Instant::now() < deadline => {
                     log::warn!("database unavailable ({m}); retrying in {delay:?}");
                 }
                 other => return other,

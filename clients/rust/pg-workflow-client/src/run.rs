@@ -108,35 +108,48 @@ pub(crate) async fn run_inline(app: &App, def: Arc<WorkflowDef>, id: String, inp
     let _ = tx.send(Some(outcome));
 }
 
+/// Executes a claimed run until it ends here or stops. A lost connection (or no free pooled
+/// connection) is an outage: the runner reconnects, claims the run again (`start`) and replays
+/// it, for up to `reconnect_timeout` counted from when that outage began (each outage gets
+/// its own). Past it, the run fails (as in the Python SDK) rather than staying PENDING under
+/// this executor's live lease.
 async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, mut last_step: i32) -> Outcome {
-    let deadline = Instant::now() + app.inner.reconnect_timeout;
+    let mut outage: Option<Instant> = None;
+    let mut delay = Duration::from_millis(200);
     loop {
-        let conn = match app.inner.pool.get_retrying(deadline).await {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("workflow {id}: no connection ({e}); it stays PENDING until its lease expires");
-                return Outcome::Detached;
+        let lost = match app.inner.pool.get().await {
+            Ok(conn) => {
+                let state = RunState::new(app.clone(), id.to_string(), last_step, conn);
+                match run_body(def, state, input.clone()).await {
+                    Ok(outcome) => return outcome,
+                    Err(e @ Error::Connection(_)) => e,
+                    Err(e) => {
+                        log::info!("workflow {id} stops: {e}");
+                        return Outcome::Detached;
+                    }
+                }
             }
+            Err(e @ (Error::Connection(_) | Error::Timeout(_))) => e,
+            Err(e) => return give_up(app, id, e).await,
         };
-        let state = RunState::new(app.clone(), id.to_string(), last_step, conn);
-        match run_body(def, state, input.clone()).await {
-            Ok(outcome) => return outcome,
-            Err(Error::Connection(m)) if Instant::now() < deadline => {
-                log::warn!("workflow {id} lost its connection ({m}); reconnecting to replay it");
-                app.inner.pool.clear();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => {
-                log::info!("workflow {id} stops: {e}");
-                return Outcome::Detached;
-            }
+        let began = *outage.get_or_insert_with(Instant::now);
+        if began.elapsed() >= app.inner.reconnect_timeout {
+            return give_up(app, id, lost).await;
         }
+        log::warn!("workflow {id}: {lost}; reconnecting in {delay:?} to replay it");
+        app.inner.pool.clear();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
         // start() again (idempotent): a replay when this executor still owns the run.
         let row = match app
             .call(sql::START, &[&def.name, &input, &id, &app.inner.executor_id, &None::<f64>, &None::<String>])
             .await
         {
             Ok(row) => row,
+            Err(e @ (Error::Connection(_) | Error::Timeout(_))) => {
+                log::warn!("workflow {id} could not be reclaimed yet: {e}");
+                continue;
+            }
             Err(e) => {
                 log::error!("workflow {id} could not be reclaimed: {e}");
                 return Outcome::Detached;
@@ -147,6 +160,23 @@ async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, m
             return Outcome::Detached;
         }
         last_step = row.get(3);
+        // The server answers again: the outage is over; the next one gets its own deadline.
+        outage = None;
+        delay = Duration::from_millis(200);
+    }
+}
+
+/// After the last retry of an outage: fail the run (best effort; `app.call` retries a lost
+/// server once more up to reconnect_timeout) instead of leaving it PENDING under our lease.
+async fn give_up(app: &App, id: &str, e: Error) -> Outcome {
+    log::error!("workflow {id} gives up after {:?} without the database ({e}); failing it", app.inner.reconnect_timeout);
+    let error = Error::wire(e.type_name(), &e.to_string(), None);
+    match app.call(sql::FAIL, &[&id, &error, &app.inner.executor_id]).await {
+        Ok(_) => Outcome::Failed(error),
+        Err(e) => {
+            log::error!("workflow {id} could not be failed ({e}); it stays PENDING until its lease expires");
+            Outcome::Detached
+        }
     }
 }
 

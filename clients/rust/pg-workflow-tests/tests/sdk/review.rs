@@ -360,3 +360,42 @@ async fn a_panicking_body_fails_the_run_and_its_transaction_never_commits() {
     assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'boom'").await, 0);
     assert_eq!(count(&sql, "SELECT count(*) FROM ledger WHERE workflow_id = 'fine'").await, 1);
 }
+
+/// Review item 2: the reconnect deadline counts from each outage, not from the run's start:
+/// a run that loses its connection long after `reconnect_timeout` has passed since it began
+/// still reconnects, replays and finishes.
+#[tokio::test]
+async fn a_lost_connection_after_the_first_deadline_is_retried_per_outage() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    let app = App::connect(&db.dsn(), Options::default().reconnect_timeout(Duration::from_secs(1))).await.unwrap();
+    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = go.clone();
+    app.workflow("outage", move |ctx: Ctx, _: ()| {
+        let g = g.clone();
+        async move {
+            let _: i32 = ctx.step("one", || async { Ok(1) }).await?;
+            while !g.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _: i32 = ctx.step("two", || async { Ok(2) }).await?;
+            Ok("done")
+        }
+    });
+    let h = app.start("outage", &(), StartOptions::id("o-1")).await.unwrap();
+    wait_for("step 1", LONG, || async {
+        (count(&sql, "SELECT count(*) FROM workflow.steps WHERE workflow_id = 'o-1'").await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past a deadline counted from the start
+    let killed = count(
+        &sql,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(killed >= 1);
+    go.store(true, Ordering::SeqCst);
+    wait_status(&sql, "o-1", "SUCCESS").await;
+    assert_eq!(h.result::<String>(LONG).await.unwrap(), "done");
+}
