@@ -194,7 +194,7 @@ impl App {
         let claimed: bool = row.get(4);
         let rx = if claimed {
             let input = self.input_for_replay(&id).await?;
-            Some(run::spawn(self, def, id.clone(), input, last_step))
+            Some(run::spawn(self, def, id.clone(), input, last_step, false))
         } else {
             None
         };

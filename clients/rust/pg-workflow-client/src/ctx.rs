@@ -390,7 +390,7 @@ impl Ctx {
             let rx = if row.get::<_, bool>(4) {
                 let last_step: i32 = row.get(3);
                 let input: Option<Value> = run.call(sql::INPUT, &[&id]).await?.get(0);
-                Some(run::spawn(app, def, id.clone(), input, last_step))
+                Some(run::spawn(app, def, id.clone(), input, last_step, true))
             } else {
                 None
             };

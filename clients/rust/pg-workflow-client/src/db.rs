@@ -97,6 +97,17 @@ impl Pool {
             .await
             .map_err(|_| Error::Timeout(format!("no pooled connection free after 60 s (pool_size {})", self.size)))?
             .expect("the pool's semaphore is never closed");
+        self.take(Some(permit)).await
+    }
+
+    /// A connection outside the pool's budget (an idle one if any, else a new one): for a
+    /// child run executing here, whose parent holds a pooled connection while it waits for it,
+    /// so that parents can never starve their children of connections.
+    pub(crate) async fn get_outside_budget(self: &Arc<Self>) -> Result<Pooled> {
+        self.take(None).await
+    }
+
+    async fn take(self: &Arc<Self>, permit: Option<OwnedSemaphorePermit>) -> Result<Pooled> {
         let reused = {
             let mut idle = self.idle.lock().unwrap();
             let mut found = None;
@@ -142,7 +153,7 @@ impl Pool {
 pub(crate) struct Pooled {
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Deref for Pooled {
@@ -161,8 +172,9 @@ impl DerefMut for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            if !c.is_closed() && !c.in_tx {
-                self.pool.idle.lock().unwrap().push(c);
+            let mut idle = self.pool.idle.lock().unwrap();
+            if !c.is_closed() && !c.in_tx && idle.len() < self.pool.size {
+                idle.push(c);
             }
         }
     }

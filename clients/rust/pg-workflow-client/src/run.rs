@@ -71,7 +71,9 @@ impl Future for CatchUnwind {
 
 /// Runs a claimed run in a new task (once per process: a run already executing here is not
 /// started twice). Returns where its outcome will appear.
-pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<Value>, last_step: i32) -> watch::Receiver<Option<Outcome>> {
+/// `child`: a run started by a body executing here, which waits for it holding its own
+/// pooled connection: the child's connection is outside the pool's budget.
+pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<Value>, last_step: i32, child: bool) -> watch::Receiver<Option<Outcome>> {
     let (tx, rx) = {
         let mut local = app.inner.local.lock().unwrap();
         if let Some(rx) = local.get(&id) {
@@ -84,7 +86,7 @@ pub(crate) fn spawn(app: &App, def: Arc<WorkflowDef>, id: String, input: Option<
     let app = app.clone();
     tokio::spawn(async move {
         let entry = LocalEntry { app: &app, id: &id };
-        let outcome = execute(&app, &def, &id, input, last_step).await;
+        let outcome = execute(&app, &def, &id, input, last_step, child).await;
         drop(entry);
         let _ = tx.send(Some(outcome));
     });
@@ -103,7 +105,7 @@ pub(crate) async fn run_inline(app: &App, def: Arc<WorkflowDef>, id: String, inp
         tx
     };
     let entry = LocalEntry { app, id: &id };
-    let outcome = execute(app, &def, &id, input, last_step).await;
+    let outcome = execute(app, &def, &id, input, last_step, false).await;
     drop(entry);
     let _ = tx.send(Some(outcome));
 }
@@ -113,11 +115,12 @@ pub(crate) async fn run_inline(app: &App, def: Arc<WorkflowDef>, id: String, inp
 /// it, for up to `reconnect_timeout` counted from when that outage began (each outage gets
 /// its own). Past it, the run fails (as in the Python SDK) rather than staying PENDING under
 /// this executor's live lease.
-async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, mut last_step: i32) -> Outcome {
+async fn execute(app: &App, def: &WorkflowDef, id: &str, input: Option<Value>, mut last_step: i32, child: bool) -> Outcome {
     let mut outage: Option<Instant> = None;
     let mut delay = Duration::from_millis(200);
     loop {
-        let lost = match app.inner.pool.get().await {
+        let conn = if child { app.inner.pool.get_outside_budget().await } else { app.inner.pool.get().await };
+        let lost = match conn {
             Ok(conn) => {
                 let state = RunState::new(app.clone(), id.to_string(), last_step, conn);
                 match run_body(def, state, input.clone()).await {

@@ -399,3 +399,21 @@ async fn a_lost_connection_after_the_first_deadline_is_retried_per_outage() {
     wait_status(&sql, "o-1", "SUCCESS").await;
     assert_eq!(h.result::<String>(LONG).await.unwrap(), "done");
 }
+
+/// Review item 4: a body waiting for a child run it started here cannot starve the pool: the
+/// child executes on a connection outside the pool's budget (here a pool of one, held by the
+/// parent for its whole body).
+#[tokio::test]
+async fn a_child_run_does_not_wait_for_its_parents_pool_connection() {
+    let db = ScratchDb::new().await;
+    let app = App::connect(&db.dsn(), Options::default().pool_size(1)).await.unwrap();
+    app.workflow("child", |_ctx: Ctx, x: i32| async move { Ok(x * 10) });
+    app.workflow("parent", |ctx: Ctx, x: i32| async move {
+        let a = ctx.start("child", &x, StartOptions::default()).await?;
+        let b = ctx.start("child", &(x + 1), StartOptions::default()).await?;
+        let (a, b) = (a.result::<i32>(LONG).await?, b.result::<i32>(LONG).await?);
+        Ok(a + b)
+    });
+    let h = app.start("parent", &1, StartOptions::id("pc-1")).await.unwrap();
+    assert_eq!(h.result::<i32>(LONG).await.unwrap(), 30);
+}
