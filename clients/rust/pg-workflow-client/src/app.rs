@@ -109,6 +109,9 @@ impl App {
                 .keepalives_retries(3)
                 .tcp_user_timeout(Duration::from_secs(60));
         }
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(crate::db::DEFAULT_CONNECT_TIMEOUT);
+        }
         let pool = Pool::new(cfg, options.pool_size);
         let app = App {
             inner: Arc::new(Inner {
@@ -190,20 +193,18 @@ impl App {
         let last_step: i32 = row.get(3);
         let claimed: bool = row.get(4);
         let rx = if claimed {
-            let input = self.input_for_replay(&id, input, last_step).await?;
-            Some(run::spawn(self, def, id.clone(), input, last_step))
+            let input = self.input_for_replay(&id).await?;
+            Some(run::spawn(self, def, id.clone(), input, last_step, false))
         } else {
             None
         };
         Ok(Handle::new(self.clone(), id, rx))
     }
 
-    /// The input to run a claimed run with: ours for a fresh run; the stored one (the first
-    /// input wins) when `start` claimed a run that has checkpoints already.
-    pub(crate) async fn input_for_replay(&self, id: &str, ours: Value, last_step: i32) -> Result<Option<Value>> {
-        if last_step == 0 {
-            return Ok(Some(ours));
-        }
+    /// The input to run a claimed run with: always the stored one (the first input wins; a
+    /// `start` may claim a run someone else created, with checkpoints or not). For a run this
+    /// call created it is ours.
+    pub(crate) async fn input_for_replay(&self, id: &str) -> Result<Option<Value>> {
         Ok(self.call(sql::INPUT, &[&id]).await?.get(0))
     }
 

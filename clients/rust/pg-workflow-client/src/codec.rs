@@ -20,9 +20,13 @@ pub(crate) fn decode<T: DeserializeOwned>(value: Value, what: &str) -> Result<T>
     serde_json::from_value(value).map_err(|e| Error::Serialization(format!("{what} has another shape: {e}")))
 }
 
-/// A run's input for one typed argument: `[input]`.
+/// A run's input for one typed argument: `[input]`; `()` and `None` (JSON null) are no
+/// arguments, `[]`, as Python, Node, psql and schedules write them.
 pub(crate) fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value> {
-    Ok(Value::Array(vec![encode(input, "the workflow's input")?]))
+    Ok(match encode(input, "the workflow's input")? {
+        Value::Null => Value::Array(vec![]),
+        v => Value::Array(vec![v]),
+    })
 }
 
 /// A run's input for several positional arguments (`args` must serialize to a JSON array):
@@ -37,6 +41,7 @@ pub(crate) fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Value> {
 
 /// The typed input of a Rust workflow, from any input the wire format allows:
 /// - `NULL`: `I` read from `null` (`()` or an `Option`);
+/// - `[]` or `{}` (no arguments): `I` read from `null`; if that fails, from the value itself;
 /// - `[x]` (one argument): `I` read from `x`; if that fails, from `[x]` itself;
 /// - `[a, b, ...]` (several arguments): `I` read from the whole array (a tuple or a Vec);
 /// - `{"args": [...], "kwargs": {}}` (Python keyword-only arguments): as `args` when there are
@@ -46,6 +51,13 @@ pub fn decode_input<I: DeserializeOwned>(input: Option<Value>) -> Result<I> {
     let what = "the workflow's input";
     match input {
         None | Some(Value::Null) => decode(Value::Null, what),
+        Some(v) if v.as_array().is_some_and(|a| a.is_empty()) || v.as_object().is_some_and(|o| o.is_empty()) => {
+            match serde_json::from_value::<I>(Value::Null) {
+                Ok(i) => Ok(i),
+                Err(first) => serde_json::from_value(v)
+                    .map_err(|_| Error::Serialization(format!("{what} has another shape: {first}"))),
+            }
+        }
         Some(Value::Array(mut items)) if items.len() == 1 => {
             let only = items.pop().unwrap();
             match serde_json::from_value::<I>(only.clone()) {
@@ -101,6 +113,20 @@ mod tests {
         assert_eq!(decode_input::<Vec<i32>>(Some(json!([5]))).unwrap(), vec![5]);
         assert_eq!(decode_input::<()>(None).unwrap(), ());
         assert!(matches!(decode_input::<Order>(Some(json!([1]))), Err(Error::Serialization(_))));
+    }
+
+    #[test]
+    fn no_arguments_is_an_empty_array() {
+        assert_eq!(encode_input(&()).unwrap(), json!([]));
+        assert_eq!(encode_input(&None::<i32>).unwrap(), json!([]));
+        assert_eq!(encode_input(&Some(3)).unwrap(), json!([3]));
+        decode_input::<()>(Some(json!([]))).unwrap();
+        decode_input::<()>(Some(json!({}))).unwrap();
+        decode_input::<()>(Some(json!({"args": [], "kwargs": {}}))).unwrap();
+        assert_eq!(decode_input::<Option<i32>>(Some(json!([]))).unwrap(), None);
+        assert_eq!(decode_input::<Vec<i32>>(Some(json!([]))).unwrap(), Vec::<i32>::new());
+        assert!(decode_input::<std::collections::HashMap<String, i32>>(Some(json!({}))).unwrap().is_empty());
+        assert!(matches!(decode_input::<Order>(Some(json!([]))), Err(Error::Serialization(_))));
     }
 
     #[test]

@@ -38,11 +38,21 @@ pub(crate) struct RunState {
     pub(crate) last_step: i32,
     step: AtomicI32,
     pub(crate) conn: Arc<Mutex<Pooled>>,
+    /// Sticky: the first stop (NotOwner, Cancelled, a broken connection) this execution met.
+    /// A body that catches it and carries on runs no more closures and sends nothing more.
+    stopped: std::sync::Mutex<Option<Error>>,
 }
 
 impl RunState {
     pub(crate) fn new(app: App, workflow_id: String, last_step: i32, conn: Pooled) -> Arc<RunState> {
-        Arc::new(RunState { app, workflow_id, last_step, step: AtomicI32::new(0), conn: Arc::new(Mutex::new(conn)) })
+        Arc::new(RunState {
+            app,
+            workflow_id,
+            last_step,
+            step: AtomicI32::new(0),
+            conn: Arc::new(Mutex::new(conn)),
+            stopped: std::sync::Mutex::new(None),
+        })
     }
 
     fn key(self: &Arc<Self>) -> usize {
@@ -57,9 +67,57 @@ impl RunState {
         &self.app.inner.executor_id
     }
 
+    /// Err when this execution has met a stop: nothing more runs or is sent.
+    pub(crate) fn check_stopped(&self) -> Result<()> {
+        match &*self.stopped.lock().unwrap() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a stop (the first one wins) and returns the error.
+    pub(crate) fn note(&self, e: Error) -> Error {
+        if e.stops_body() {
+            let mut stopped = self.stopped.lock().unwrap();
+            if stopped.is_none() {
+                *stopped = Some(e.clone());
+            }
+        }
+        e
+    }
+
+    /// The run's connection, unless this execution has stopped or the connection was left
+    /// inside a transaction (a transaction's future dropped or panicked midway): then its
+    /// writes must never commit, the connection is broken for this execution
+    /// (`Error::Connection`), and the runner replays the run on another.
+    pub(crate) async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, Pooled>> {
+        self.check_stopped()?;
+        let conn = self.conn.lock().await;
+        self.usable(&conn)?;
+        Ok(conn)
+    }
+
+    pub(crate) async fn lock_owned(&self) -> Result<tokio::sync::OwnedMutexGuard<Pooled>> {
+        self.check_stopped()?;
+        let conn = self.conn.clone().lock_owned().await;
+        self.usable(&conn)?;
+        Ok(conn)
+    }
+
+    fn usable(&self, conn: &Pooled) -> Result<()> {
+        if conn.in_tx {
+            return Err(self.note(Error::Connection(format!(
+                "workflow {}: its connection was left inside a transaction (the transaction's future was dropped or \
+                 panicked before it ended); the run replays",
+                self.workflow_id
+            ))));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn call(&self, stmt: &'static str, params: Params<'_>) -> Result<Row> {
-        let mut conn = self.conn.lock().await;
-        conn.one(stmt, params).await.map_err(|e| self.context(e))
+        let mut conn = self.lock().await?;
+        conn.one(stmt, params).await.map_err(|e| self.note(self.context(e)))
     }
 
     fn context(&self, e: Error) -> Error {
@@ -92,13 +150,13 @@ impl RunState {
     /// step_put. Ok(None): written; Ok(Some(v)): recorded by another writer first.
     pub(crate) async fn put(&self, n: i32, name: &str, output: Option<&Value>, error: Option<&Value>) -> Result<Option<Value>> {
         let result = {
-            let mut conn = self.conn.lock().await;
+            let mut conn = self.lock().await?;
             conn.one_raw(sql::STEP_PUT, &[&self.workflow_id, &n, &name, &output, &error, &self.executor_id()]).await
         };
         match result {
             Ok(_) => Ok(None),
             Err(e) if is_unique_violation(&e) => Ok(Some(self.recorded(n, name).await?)),
-            Err(e) => Err(self.context(Error::from_pg(e, ""))),
+            Err(e) => Err(self.note(self.context(Error::from_pg(e, "")))),
         }
     }
 }
@@ -222,13 +280,14 @@ impl Ctx {
             let mut delay = options.backoff;
             let mut attempt = 0;
             let value = loop {
+                run.check_stopped()?;
                 let fut = IN_STEP.sync_scope(run.key(), &mut f);
                 match IN_STEP.scope(run.key(), fut).await {
                     Ok(v) => break v,
                     Err(e) => {
                         if let Some(ours) = as_ours(&e) {
                             if ours.stops_body() {
-                                return Err(ours.clone());
+                                return Err(run.note(ours.clone()));
                             }
                         }
                         if attempt >= options.retries {
@@ -330,8 +389,8 @@ impl Ctx {
                 .await?;
             let rx = if row.get::<_, bool>(4) {
                 let last_step: i32 = row.get(3);
-                let input = app.input_for_replay(&id, input, last_step).await?;
-                Some(run::spawn(app, def, id.clone(), input, last_step))
+                let input: Option<Value> = run.call(sql::INPUT, &[&id]).await?.get(0);
+                Some(run::spawn(app, def, id.clone(), input, last_step, true))
             } else {
                 None
             };
@@ -351,8 +410,8 @@ impl Ctx {
             let id = options.workflow_id.clone().unwrap_or_else(|| format!("{}-{n}", run.workflow_id));
             let app = run.app.clone();
             let params = options.params(&queue, &name, &input, &id, app.app_version(), Some(&run.workflow_id));
-            let mut conn = run.conn.lock().await;
-            conn.one(sql::ENQUEUE, &params.refs()).await.map_err(|e| run.context(e))?;
+            let mut conn = run.lock().await?;
+            conn.one(sql::ENQUEUE, &params.refs()).await.map_err(|e| run.note(run.context(e)))?;
             Ok(Handle::new(app, id, None))
         }
     }

@@ -12,23 +12,37 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::error::{Error, Result};
 
+/// The connect timeout when the DSN sets none.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A connection and the statements it has prepared (each SDK statement once per connection).
 pub(crate) struct Conn {
     pub(crate) client: Client,
     stmts: HashMap<&'static str, Statement>,
+    /// Set at BEGIN, cleared when COMMIT or ROLLBACK ends the transaction. A connection still
+    /// inside one (its transaction's future was dropped, or panicked) never goes back to the
+    /// pool: the next user's COMMIT would commit its writes.
+    pub(crate) in_tx: bool,
 }
 
 impl Conn {
+    /// Connects, giving up after the config's connect_timeout (App::connect sets 10 s unless the
+    /// DSN sets it) for the whole handshake: tokio-postgres applies it to the socket only, and
+    /// a server that accepts but never answers (a dropped network) would hang a heartbeat.
     pub(crate) async fn connect(cfg: &Config) -> Result<Conn> {
-        let (client, connection) = cfg.connect(NoTls).await.map_err(|e| Error::from_pg(e, "connect"))?;
+        let limit = cfg.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (client, connection) = tokio::time::timeout(limit, cfg.connect(NoTls))
+            .await
+            .map_err(|_| Error::Connection(format!("connect: no answer from the server within {limit:?}")))?
+            .map_err(|e| Error::from_pg(e, "connect"))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 log::debug!("pg_workflow connection ended: {e}");
             }
         });
-        Ok(Conn { client, stmts: HashMap::new() })
+        Ok(Conn { client, stmts: HashMap::new(), in_tx: false })
     }
 
     async fn stmt(&mut self, sql: &'static str) -> std::result::Result<Statement, tokio_postgres::Error> {
@@ -83,6 +97,17 @@ impl Pool {
             .await
             .map_err(|_| Error::Timeout(format!("no pooled connection free after 60 s (pool_size {})", self.size)))?
             .expect("the pool's semaphore is never closed");
+        self.take(Some(permit)).await
+    }
+
+    /// A connection outside the pool's budget (an idle one if any, else a new one): for a
+    /// child run executing here, whose parent holds a pooled connection while it waits for it,
+    /// so that parents can never starve their children of connections.
+    pub(crate) async fn get_outside_budget(self: &Arc<Self>) -> Result<Pooled> {
+        self.take(None).await
+    }
+
+    async fn take(self: &Arc<Self>, permit: Option<OwnedSemaphorePermit>) -> Result<Pooled> {
         let reused = {
             let mut idle = self.idle.lock().unwrap();
             let mut found = None;
@@ -101,12 +126,13 @@ impl Pool {
         Ok(Pooled { conn: Some(conn), pool: self.clone(), _permit: permit })
     }
 
-    /// `get`, retrying a server that cannot be reached until `deadline`.
+    /// `get`, retrying a server that cannot be reached (or a pool with no free connection)
+    /// until `deadline`.
     pub(crate) async fn get_retrying(self: &Arc<Self>, deadline: Instant) -> Result<Pooled> {
         let mut delay = Duration::from_millis(50);
         loop {
             match self.get().await {
-                Err(Error::Connection(m)) if Instant::now() < deadline => {
+                Err(Error::Connection(m) | Error::Timeout(m)) if Instant::now() < deadline => {
                     log::warn!("database unavailable ({m}); retrying in {delay:?}");
                 }
                 other => return other,
@@ -122,11 +148,12 @@ impl Pool {
     }
 }
 
-/// A pooled connection; back in the pool when dropped (unless it broke).
+/// A pooled connection; back in the pool when dropped (unless it broke or is left inside a
+/// transaction: then it is closed, and the server rolls the transaction back).
 pub(crate) struct Pooled {
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Deref for Pooled {
@@ -145,8 +172,9 @@ impl DerefMut for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            if !c.is_closed() {
-                self.pool.idle.lock().unwrap().push(c);
+            let mut idle = self.pool.idle.lock().unwrap();
+            if !c.is_closed() && !c.in_tx && idle.len() < self.pool.size {
+                idle.push(c);
             }
         }
     }

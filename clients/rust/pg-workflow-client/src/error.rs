@@ -41,7 +41,8 @@ pub enum Error {
     /// The database could not be reached (after retrying up to `reconnect_timeout`), or a
     /// running body's connection broke (the runner reconnects and replays it).
     Connection(String),
-    /// The API was used in a way it does not allow (e.g. `recv` inside a step).
+    /// The API was used in a way it does not allow (e.g. `recv` inside a step), or a
+    /// statement's client-side error (`query_one` without a row, a type mismatch).
     Usage(String),
 }
 
@@ -88,7 +89,11 @@ impl Error {
 
     pub(crate) fn from_pg(e: tokio_postgres::Error, what: &str) -> Error {
         let Some(db) = e.as_db_error() else {
-            return Error::Connection(format!("{what}: {e}"));
+            let text = if what.is_empty() { e.to_string() } else { format!("{what}: {e}") };
+            // Only a broken transport is a lost connection (the runner reconnects and replays);
+            // the caller's own mistakes (no row for query_one, a type mismatch, a bad column or
+            // parameter count, a bad configuration) are errors of the call.
+            return if is_transport(&e) { Error::Connection(text) } else { Error::Usage(text) };
         };
         let state = db.code().code();
         let message = if what.is_empty() { db.message().to_string() } else { format!("{what}: {}", db.message()) };
@@ -100,7 +105,7 @@ impl Error {
             "23505" => Error::Duplicate(message),
             "3F000" | "42883" | "42P01" => Error::ExtensionMissing(format!(
                 "the database has no pg_workflow extension (CREATE EXTENSION pg_workflow): {message}")),
-            s if s.starts_with("08") || matches!(s, "57P01" | "57P02" | "57P03") => Error::Connection(message),
+            s if s.starts_with("08") || matches!(s, "57P01" | "57P02" | "57P03" | "53300") => Error::Connection(message),
             _ => Error::Sql { sqlstate: state.to_string(), message },
         }
     }
@@ -133,6 +138,27 @@ impl Error {
         let (type_, message, traceback) = parts(error);
         Error::WorkflowFailed { workflow_id: workflow_id.to_string(), type_, message, traceback }
     }
+}
+
+/// A tokio-postgres error of the connection itself: closed, I/O (the connect phase included),
+/// a timeout, TLS, or a protocol desync that leaves the connection unusable.
+fn is_transport(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    ["error communicating with the server", "error connecting to server", "timeout waiting for server",
+     "error performing TLS handshake", "unexpected message from server", "error parsing response from server",
+     "error encoding message to server"]
+        .iter()
+        .any(|t| text.starts_with(t))
 }
 
 fn parts(error: &serde_json::Value) -> (String, String, Option<String>) {

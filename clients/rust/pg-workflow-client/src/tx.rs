@@ -38,6 +38,12 @@ impl TxConn {
             TxConn::Own(p) => &p.client,
         }
     }
+    fn conn(&mut self) -> &mut crate::db::Conn {
+        match self {
+            TxConn::Run(g) => g,
+            TxConn::Own(p) => p,
+        }
+    }
 }
 
 macro_rules! on_tx {
@@ -73,8 +79,18 @@ fn retryable(e: &Error) -> bool {
     matches!(e, Error::Sql { sqlstate, .. } if sqlstate == "40001" || sqlstate == "40P01")
 }
 
-async fn simple(conn: &TxConn, statement: &str) -> Result<()> {
-    conn.client().batch_execute(statement).await.map_err(|e| Error::from_pg(e, statement))
+/// BEGIN, COMMIT or ROLLBACK, keeping the connection's in-transaction mark: set before BEGIN
+/// is sent, cleared once the server has ended the transaction (COMMIT or ROLLBACK answered,
+/// successfully or with a server error). A future dropped in between leaves it set.
+async fn simple(conn: &mut TxConn, statement: &str) -> Result<()> {
+    if statement == "BEGIN" {
+        conn.conn().in_tx = true;
+    }
+    let r = conn.client().batch_execute(statement).await;
+    if statement != "BEGIN" && r.as_ref().err().map_or(true, |e| e.as_db_error().is_some()) {
+        conn.conn().in_tx = false;
+    }
+    r.map_err(|e| Error::from_pg(e, statement))
 }
 
 /// One attempt: BEGIN, the closure, step_put, COMMIT. Ok(Ok(v)): committed with value v;
@@ -92,14 +108,14 @@ where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = std::result::Result<T, BoxError>>,
 {
-    let conn = match n {
-        Some(_) => TxConn::Run(run.conn.clone().lock_owned().await),
+    let mut conn = match n {
+        Some(_) => TxConn::Run(run.lock_owned().await?),
         None => TxConn::Own(run.app.inner.pool.get().await?),
     };
-    simple(&conn, "BEGIN").await?;
+    simple(&mut conn, "BEGIN").await?;
     let slot = Arc::new(Mutex::new(Some(conn)));
     let result = crate::ctx::in_step(run, f(Tx { slot: slot.clone() })).await;
-    let conn = slot.lock().await.take().expect("the transaction's connection");
+    let mut conn = slot.lock().await.take().expect("the transaction's connection");
     let outcome = match result.map_err(into_error).and_then(|v| codec::encode(&v, &format!("the return value of transaction {name}"))) {
         Err(e) => Err(e),
         Ok(value) => match n {
@@ -112,7 +128,7 @@ where
                 match put {
                     Ok(_) => Ok(value),
                     Err(e) if is_unique_violation(&e) => {
-                        simple(&conn, "ROLLBACK").await?;
+                        simple(&mut conn, "ROLLBACK").await?;
                         return Ok(Attempt::Taken);
                     }
                     Err(e) => Err(Error::from_pg(e, "")),
@@ -121,13 +137,16 @@ where
         },
     };
     match outcome {
-        Ok(value) => match simple(&conn, "COMMIT").await {
+        Ok(value) => match simple(&mut conn, "COMMIT").await {
             Ok(()) => Ok(Attempt::Committed(value)),
             Err(e) if retryable(&e) => Ok(Attempt::Retry(e)),
-            Err(e) => Err(e),
+            Err(e) if e.stops_body() => Err(e),
+            // A COMMIT refused for good (a deferred constraint): the server rolled back the
+            // transaction, its checkpoint included; the error is the step's, as any other.
+            Err(e) => Ok(Attempt::Failed(e)),
         },
         Err(e) => {
-            simple(&conn, "ROLLBACK").await?;
+            simple(&mut conn, "ROLLBACK").await?;
             if e.stops_body() {
                 return Err(e);
             }
@@ -159,7 +178,8 @@ impl Ctx {
             }
             let mut failure = None;
             for _ in 0..ATTEMPTS {
-                match attempt(&run, n, &name, &mut f).await? {
+                run.check_stopped()?;
+                match attempt(&run, n, &name, &mut f).await.map_err(|e| run.note(e))? {
                     Attempt::Committed(v) => return codec::decode(v, &what),
                     Attempt::Taken => return codec::decode(run.recorded(n.unwrap(), &name).await?, &what),
                     Attempt::Retry(e) => failure = Some(e),

@@ -88,25 +88,36 @@ impl Worker {
         }
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let fatal: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
-        self.recover_own_runs(&slots).await?;
-        let mut dispatchers = Vec::new();
-        for queue in &self.queues {
-            let d = Dispatcher {
-                app: self.app.clone(),
-                queue: queue.clone(),
-                slots: slots.clone(),
-                concurrency: self.concurrency,
-                poll: self.poll,
-                stop: self.stop.clone(),
-                fatal: fatal.clone(),
-            };
-            dispatchers.push(tokio::spawn(d.run()));
-        }
-        let mut stop_rx = self.stop.subscribe();
+        // The signal handlers first: taking back our own runs may wait for free slots, and a
+        // SIGTERM meanwhile must drain, not kill the process.
         let mut signals = Signals::new(self.handle_signals);
-        tokio::select! {
-            _ = stop_rx.wait_for(|s| *s) => {}
-            _ = signals.next() => {}
+        let mut stop_rx = self.stop.subscribe();
+        let stopped = tokio::select! {
+            r = self.recover_own_runs(&slots) => {
+                r?;
+                false
+            }
+            _ = stop_rx.wait_for(|s| *s) => true,
+            _ = signals.next() => true,
+        };
+        let mut dispatchers = Vec::new();
+        if !stopped {
+            for queue in &self.queues {
+                let d = Dispatcher {
+                    app: self.app.clone(),
+                    queue: queue.clone(),
+                    slots: slots.clone(),
+                    concurrency: self.concurrency,
+                    poll: self.poll,
+                    stop: self.stop.clone(),
+                    fatal: fatal.clone(),
+                };
+                dispatchers.push(tokio::spawn(d.run()));
+            }
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {}
+                _ = signals.next() => {}
+            }
         }
         self.stop.send_replace(true);
         log::info!("worker {} draining", self.app.executor_id());
@@ -226,6 +237,17 @@ impl Dispatcher {
                     for row in rows {
                         let permit = permits.pop().expect("no more rows than slots");
                         submit(&self.app, permit, row.get(0), row.get(1), row.get(2), Some(row.get(3)));
+                    }
+                }
+                Err(e) if e.sqlstate() == Some("WF004") => {
+                    // This executor's row is gone (deleted, or the database restored): register
+                    // again, as the heartbeat does, and go on dequeuing.
+                    log::warn!("dequeue from {}: {e}; registering executor {} again", self.queue, self.app.executor_id());
+                    if let Err(e) = c.one(sql::REGISTER, &[&self.app.executor_id(), &self.app.app_version()]).await {
+                        log::warn!("registering executor {} failed ({e}); retrying in {delay:?}", self.app.executor_id());
+                        conn = None;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
                     }
                 }
                 Err(Error::Connection(m)) => {

@@ -2,6 +2,7 @@
 //! at start and finishes it, with the transaction's row written exactly once.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use pg_workflow_client::EnqueueOptions;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -74,4 +75,37 @@ async fn a_worker_killed_inside_a_transaction_is_finished_by_its_restart() {
 #[tokio::test]
 async fn a_worker_killed_after_a_transaction_is_finished_by_its_restart() {
     crash_and_recover("step").await;
+}
+
+/// Review item 9: SIGTERM while the worker takes back its own runs (here waiting for a free
+/// slot: five runs, four slots, the four paused) stops it gracefully instead of killing it.
+#[tokio::test]
+async fn sigterm_while_taking_back_own_runs_stops_the_worker() {
+    let db = ScratchDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute("CREATE TABLE crash_ledger (workflow_id text, amount int)").await.unwrap();
+    let executor = "sig-exec";
+    sql.execute("SELECT workflow.register_executor($1)", &[&executor]).await.unwrap();
+    for i in 0..5 {
+        sql.execute("SELECT workflow.start('crashy', '[1]', $1, $2)", &[&format!("sig-{i}"), &executor]).await.unwrap();
+    }
+    let (mut child, mut out) = worker(&db, executor, Some("step"));
+    for _ in 0..4 {
+        line_with(&mut out, "paused step").await;
+    }
+    // Its four slots are taken by paused runs; it waits for one to take back the fifth.
+    let pid = child.id().unwrap().to_string();
+    let exit = tokio::time::timeout(LONG, async {
+        loop {
+            // The first SIGTERM starts a drain (of runs that never end), a later one returns.
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+            if let Ok(Some(exit)) = child.try_wait() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("the worker exits after SIGTERMs");
+    assert!(exit.success(), "the worker handled SIGTERM and exited 0: {exit:?}");
 }

@@ -7,6 +7,7 @@ mod durable;
 mod errors;
 mod ownership;
 mod queues;
+mod review;
 
 use pg_workflow_client::{App, Options};
 

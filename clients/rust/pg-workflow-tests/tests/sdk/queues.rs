@@ -127,7 +127,7 @@ async fn resume_fork_and_list() {
     assert_eq!(c.result::<i32>(LONG).await.unwrap(), 3);
     let all = app.list(None, None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
-    assert!(all.iter().all(|r| r.input == Some(json!([null]))));
+    assert!(all.iter().all(|r| r.input == Some(json!([]))), "() is written as no arguments");
     stop.stop();
     worker.await.unwrap().unwrap();
 }
