@@ -269,7 +269,9 @@ export class App {
       const params = [def.name, encoded, id, this.executorId, timeout, parentId];
       // A child starts on its parent's connection (in order with the parent's steps).
       const row = parent ? await parent.call(sql.START, params) : await this.callRetrying(sql.START, params);
-      const local = row?.claimed ? spawn(this, def, id, JSON.parse(encoded), row.last_step) : undefined;
+      // A claimed run that already existed (ours before a crash, or an expired lease) replays
+      // with its stored input, not these arguments: first input wins.
+      const local = row?.claimed ? spawn(this, def, id, row.input, row.last_step) : undefined;
       return new WorkflowHandle<Awaited<R>>(this, id, local);
     })();
   }

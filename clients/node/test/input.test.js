@@ -24,3 +24,14 @@ test("an input of {} (psql, another SDK) is read as no arguments", async () => {
     await w.stop();
   }
 });
+
+test("start() of an existing run it claims replays with the stored input, not the new arguments", async () => {
+  const echo = app.workflow("echo", async (x) => x);
+  // The run as this executor left it when its process died: PENDING, claimed by input-exec.
+  await db.query("SELECT workflow.register_executor('input-exec')");
+  await db.query("SELECT workflow.start('echo', '[\"first\"]'::jsonb, 'echo-1', 'input-exec')");
+  const h = await app.start(echo, ["second"], { workflowId: "echo-1" });
+  assert.equal(await h.result({ timeout: 60 }), "first");
+  const row = (await db.query("SELECT status, output FROM workflow.runs WHERE workflow_id = 'echo-1'")).rows[0];
+  assert.deepEqual(row, { status: "SUCCESS", output: "first" });
+});
