@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import pg, { PoolClient, PoolConfig, QueryResultRow } from "pg";
 import { dumps, encodeInput } from "./codec";
 import { als, currentRun } from "./context";
-import { ExtensionMissing, WorkflowNotRegistered, isDisconnect, sqlstateOf, translate } from "./errors";
+import { ConnectFailed, ExtensionMissing, WorkflowNotRegistered, isDisconnect, sqlstateOf, translate, unwrap } from "./errors";
 import { LocalOutcome, WorkflowDef, spawn } from "./execution";
 import { WorkflowHandle } from "./handle";
 import { Heartbeat } from "./heartbeat";
@@ -165,14 +165,25 @@ export class App {
     return this.pool;
   }
 
-  /** A pooled connection (release it). */
-  connect(): Promise<PoolClient> { return this.getPool().connect(); }
+  /** A pooled connection (release it); a failed connect or pool wait throws ConnectFailed. */
+  async connect(): Promise<PoolClient> {
+    try {
+      return await this.getPool().connect();
+    } catch (e) {
+      throw new ConnectFailed(e);
+    }
+  }
 
-  /** A dedicated connection (the heartbeat's, a dequeuer's). */
+  /** A dedicated connection (the heartbeat's, a dequeuer's); ConnectFailed when it fails. */
   async dedicated(): Promise<pg.Client> {
     const client = new pg.Client(this.pgConfig);
     client.on("error", (e) => this.log("warn", `connection error: ${e.message}`));
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (e) {
+      client.end().catch(() => undefined);
+      throw new ConnectFailed(e);
+    }
     return client;
   }
 
@@ -181,13 +192,23 @@ export class App {
     return (await this.queryRetrying<R>(stmt, values))[0];
   }
 
+  /** Retries a lost or unreachable server (isDisconnect) up to reconnectTimeout. */
   async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[]): Promise<R[]> {
     const deadline = Date.now() + this.reconnectTimeout * 1000;
     let delay = 50, registered = false;
     for (;;) {
       try {
-        const res = await this.getPool().query<R>({ name: stmt.name, text: stmt.text, values });
-        return res.rows;
+        const client = await this.connect();
+        let broken = false;
+        try {
+          const res = await client.query<R>({ name: stmt.name, text: stmt.text, values });
+          return res.rows;
+        } catch (e) {
+          broken = isDisconnect(e);
+          throw e;
+        } finally {
+          client.release(broken ? true : undefined);
+        }
       } catch (e) {
         if (sqlstateOf(e) === "WF004" && !registered && stmt !== sql.REGISTER && stmt !== sql.HEARTBEAT) {
           // Unknown executor (its row was deleted, e.g. after a long partition): register again.
@@ -195,9 +216,9 @@ export class App {
           await this.register();
           continue;
         }
-        if (!isDisconnect(e) || Date.now() > deadline) throw translate(e);
+        if (!isDisconnect(e) || Date.now() > deadline) throw translate(unwrap(e));
+        this.log("warn", `database unavailable (${(e as Error)?.message}); retrying in ${delay} ms`);
       }
-      this.log("warn", `database unavailable; retrying in ${delay} ms`);
       await sleepMs(delay);
       delay = Math.min(delay * 2, 2000);
     }
