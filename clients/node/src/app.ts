@@ -21,7 +21,7 @@ export interface AppOptions extends Omit<PoolConfig, "max"> {
   appVersion?: string | null;
   /** Pooled connections: one per running workflow, plus waits (64). */
   poolSize?: number;
-  /** Seconds a call retries a lost server (300). */
+  /** Seconds a call, or a running workflow, retries one outage of the server (300). */
   reconnectTimeout?: number;
   /** Where warnings go (default: console.warn / console.error). */
   logger?: (level: "info" | "warn" | "error", message: string) => void;
@@ -94,6 +94,7 @@ export class App {
   private launched?: Promise<void>;
   private heartbeat?: Heartbeat;
   private readonly logger: NonNullable<AppOptions["logger"]>;
+  private closed = false;
 
   constructor(opts: AppOptions = {}) {
     const { executorId, appVersion, poolSize, reconnectTimeout, logger, ...pgConfig } = opts;
@@ -165,6 +166,9 @@ export class App {
     return this.pool;
   }
 
+  /** True once close() was called (until the next launch): background retries stop. */
+  get closing(): boolean { return this.closed; }
+
   /** A pooled connection (release it); a failed connect or pool wait throws ConnectFailed. */
   async connect(): Promise<PoolClient> {
     try {
@@ -192,9 +196,9 @@ export class App {
     return (await this.queryRetrying<R>(stmt, values))[0];
   }
 
-  /** Retries a lost or unreachable server (isDisconnect) up to reconnectTimeout. */
-  async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[]): Promise<R[]> {
-    const deadline = Date.now() + this.reconnectTimeout * 1000;
+  /** Retries a lost or unreachable server (isDisconnect) until `deadline` (ms; reconnectTimeout from now). */
+  async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[], deadline?: number): Promise<R[]> {
+    deadline ??= Date.now() + this.reconnectTimeout * 1000;
     let delay = 50, registered = false;
     for (;;) {
       try {
@@ -226,6 +230,7 @@ export class App {
 
   /** Checks the extension, registers the executor, starts its heartbeat. Idempotent. */
   launch(): Promise<void> {
+    this.closed = false; // usable again after close(): a later call reconnects
     this.launched ??= (async () => {
       const ext = await this.callRetrying(sql.EXTENSION, []);
       if (!ext) throw new ExtensionMissing("the database has no pg_workflow extension (CREATE EXTENSION pg_workflow)");
@@ -242,6 +247,7 @@ export class App {
 
   /** Waits (up to `wait` s) for the runs this process executes, then disconnects. */
   async close(wait = 30): Promise<void> {
+    this.closed = true;
     const pending = Promise.allSettled([...this.local.values()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([pending, new Promise((r) => { timer = setTimeout(r, wait * 1000); })]);
