@@ -103,7 +103,9 @@ export class App {
     this.poolSize = poolSize ?? 64;
     this.reconnectTimeout = reconnectTimeout ?? 300;
     this.logger = logger ?? ((level, m) => (level === "error" ? console.error : console.warn)(`pg_workflow: ${m}`));
-    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, ...pgConfig };
+    // A connect (and a wait for a pooled connection) that never completes is an error, retried
+    // like a lost server.
+    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, connectionTimeoutMillis: 10_000, ...pgConfig };
   }
 
   log(level: "info" | "warn" | "error", message: string): void {
@@ -178,7 +180,7 @@ export class App {
     }
   }
 
-  /** A dedicated connection (the heartbeat's, a dequeuer's); ConnectFailed when it fails. */
+  /** A dedicated connection (the heartbeat's, a dequeuer's, a local child run's); ConnectFailed when it fails. */
   async dedicated(): Promise<pg.Client> {
     const client = new pg.Client(this.pgConfig);
     client.on("error", (e) => this.log("warn", `connection error: ${e.message}`));
@@ -189,6 +191,26 @@ export class App {
       throw new ConnectFailed(e);
     }
     return client;
+  }
+
+  /**
+   * The connection a run's body executes on: pooled, or (a child started by a body running
+   * here) a dedicated one outside the pool, so that parents waiting on their children can
+   * never hold every pooled connection the children need.
+   */
+  async acquire(dedicated: boolean): Promise<{ client: PoolClient; release: (broken: boolean) => void }> {
+    if (!dedicated) {
+      const client = await this.connect();
+      return { client, release: (broken) => client.release(broken ? true : undefined) };
+    }
+    const client = await this.dedicated();
+    return {
+      client: client as unknown as PoolClient,
+      release: (broken) => {
+        if (broken) destroy(client);
+        else client.end().catch(() => undefined);
+      },
+    };
   }
 
   /** One statement on a pooled connection; a lost server is retried with backoff up to reconnectTimeout. */
@@ -298,7 +320,8 @@ export class App {
       const row = parent ? await parent.call(sql.START, params) : await this.callRetrying(sql.START, params);
       // A claimed run that already existed (ours before a crash, or an expired lease) replays
       // with its stored input, not these arguments: first input wins.
-      const local = row?.claimed ? spawn(this, def, id, row.input, row.last_step) : undefined;
+      // A child (parent set) executes on a dedicated connection, outside the pool's budget.
+      const local = row?.claimed ? spawn(this, def, id, row.input, row.last_step, parent !== undefined) : undefined;
       return new WorkflowHandle<Awaited<R>>(this, id, local);
     })();
   }
@@ -461,3 +484,9 @@ export class App {
   }
 }
 
+/** Closes a connection at once (a dead route would hold end() forever). */
+export function destroy(client: pg.Client): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream;
+  if (stream?.destroy) stream.destroy();
+  else client.end().catch(() => undefined);
+}

@@ -60,9 +60,10 @@ async function failRun(run: Run, e: unknown): Promise<ErrorJson> {
   return error;
 }
 
-/** One execution of the body on a pooled connection. */
-async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unknown[], lastStep: number): Promise<unknown> {
-  const client = await app.connect();
+/** One execution of the body on a pooled (or, for a local child, a dedicated) connection. */
+async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unknown[], lastStep: number,
+  dedicated: boolean): Promise<unknown> {
+  const { client, release } = await app.acquire(dedicated);
   let broken = false;
   try {
     const run = new Run(app, workflowId, wf.name, client, lastStep);
@@ -88,7 +89,7 @@ async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unkn
     broken = e instanceof ConnectionLost || isDisconnect(e);
     throw e;
   } finally {
-    client.release(broken ? true : undefined);
+    release(broken);
   }
 }
 
@@ -132,12 +133,13 @@ async function failGivenUp(app: App, workflowId: string, e: unknown): Promise<Lo
  * a long-lived run survives any number of outages). After giving up, and on any other error
  * escaping the runner, the run is failed rather than left PENDING.
  */
-async function execute(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number): Promise<LocalOutcome> {
+async function execute(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number,
+  dedicated: boolean): Promise<LocalOutcome> {
   const args = decodeInput(input);
   for (;;) {
     let failure: unknown;
     try {
-      return { status: "SUCCESS", value: await runBody(app, wf, workflowId, args, lastStep) };
+      return { status: "SUCCESS", value: await runBody(app, wf, workflowId, args, lastStep, dedicated) };
     } catch (e) {
       if (e instanceof BodyFailed) return { status: "ERROR", error: e.error, original: e.original };
       if (isGone(e)) return null;
@@ -173,10 +175,11 @@ async function execute(app: App, wf: WorkflowDef, workflowId: string, input: unk
 }
 
 /** Runs a claimed run once in this process; a run already running here is not started twice. */
-export function spawn(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number): Promise<LocalOutcome> {
+export function spawn(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number,
+  dedicated = false): Promise<LocalOutcome> {
   const running = app.local.get(workflowId);
   if (running) return running;
-  const p = execute(app, wf, workflowId, input, lastStep)
+  const p = execute(app, wf, workflowId, input, lastStep, dedicated)
     .catch((e) => { app.log("error", `workflow ${workflowId} stopped: ${e}`); return null; })
     .finally(() => { if (app.local.get(workflowId) === p) app.local.delete(workflowId); });
   app.local.set(workflowId, p);
