@@ -104,8 +104,8 @@ export class App {
     this.reconnectTimeout = reconnectTimeout ?? 300;
     this.logger = logger ?? ((level, m) => (level === "error" ? console.error : console.warn)(`pg_workflow: ${m}`));
     // A connect (and a wait for a pooled connection) that never completes is an error, retried
-    // like a lost server.
-    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, connectionTimeoutMillis: 10_000, ...pgConfig };
+    // like a lost server; keepalives find a dead peer of an idle connection.
+    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, ...pgConfig };
   }
 
   log(level: "info" | "warn" | "error", message: string): void {
@@ -181,8 +181,8 @@ export class App {
   }
 
   /** A dedicated connection (the heartbeat's, a dequeuer's, a local child run's); ConnectFailed when it fails. */
-  async dedicated(): Promise<pg.Client> {
-    const client = new pg.Client(this.pgConfig);
+  async dedicated(overrides: Partial<PoolConfig> = {}): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.pgConfig, ...overrides });
     client.on("error", (e) => this.log("warn", `connection error: ${e.message}`));
     try {
       await client.connect();
