@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import pg, { PoolClient, PoolConfig, QueryResultRow } from "pg";
 import { dumps, encodeInput } from "./codec";
 import { als, currentRun } from "./context";
-import { ExtensionMissing, WorkflowNotRegistered, isDisconnect, sqlstateOf, translate } from "./errors";
+import { ConnectFailed, ExtensionMissing, WorkflowNotRegistered, isDisconnect, sqlstateOf, translate, unwrap } from "./errors";
 import { LocalOutcome, WorkflowDef, spawn } from "./execution";
 import { WorkflowHandle } from "./handle";
 import { Heartbeat } from "./heartbeat";
@@ -21,7 +21,7 @@ export interface AppOptions extends Omit<PoolConfig, "max"> {
   appVersion?: string | null;
   /** Pooled connections: one per running workflow, plus waits (64). */
   poolSize?: number;
-  /** Seconds a call retries a lost server (300). */
+  /** Seconds a call, or a running workflow, retries one outage of the server (300). */
   reconnectTimeout?: number;
   /** Where warnings go (default: console.warn / console.error). */
   logger?: (level: "info" | "warn" | "error", message: string) => void;
@@ -94,6 +94,7 @@ export class App {
   private launched?: Promise<void>;
   private heartbeat?: Heartbeat;
   private readonly logger: NonNullable<AppOptions["logger"]>;
+  private closed = false;
 
   constructor(opts: AppOptions = {}) {
     const { executorId, appVersion, poolSize, reconnectTimeout, logger, ...pgConfig } = opts;
@@ -102,7 +103,9 @@ export class App {
     this.poolSize = poolSize ?? 64;
     this.reconnectTimeout = reconnectTimeout ?? 300;
     this.logger = logger ?? ((level, m) => (level === "error" ? console.error : console.warn)(`pg_workflow: ${m}`));
-    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, ...pgConfig };
+    // A connect (and a wait for a pooled connection) that never completes is an error, retried
+    // like a lost server; keepalives find a dead peer of an idle connection.
+    this.pgConfig = { keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, ...pgConfig };
   }
 
   log(level: "info" | "warn" | "error", message: string): void {
@@ -165,15 +168,49 @@ export class App {
     return this.pool;
   }
 
-  /** A pooled connection (release it). */
-  connect(): Promise<PoolClient> { return this.getPool().connect(); }
+  /** True once close() was called (until the next launch): background retries stop. */
+  get closing(): boolean { return this.closed; }
 
-  /** A dedicated connection (the heartbeat's, a dequeuer's). */
-  async dedicated(): Promise<pg.Client> {
-    const client = new pg.Client(this.pgConfig);
+  /** A pooled connection (release it); a failed connect or pool wait throws ConnectFailed. */
+  async connect(): Promise<PoolClient> {
+    try {
+      return await this.getPool().connect();
+    } catch (e) {
+      throw new ConnectFailed(e);
+    }
+  }
+
+  /** A dedicated connection (the heartbeat's, a dequeuer's, a local child run's); ConnectFailed when it fails. */
+  async dedicated(overrides: Partial<PoolConfig> = {}): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.pgConfig, ...overrides });
     client.on("error", (e) => this.log("warn", `connection error: ${e.message}`));
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (e) {
+      client.end().catch(() => undefined);
+      throw new ConnectFailed(e);
+    }
     return client;
+  }
+
+  /**
+   * The connection a run's body executes on: pooled, or (a child started by a body running
+   * here) a dedicated one outside the pool, so that parents waiting on their children can
+   * never hold every pooled connection the children need.
+   */
+  async acquire(dedicated: boolean): Promise<{ client: PoolClient; release: (broken: boolean) => void }> {
+    if (!dedicated) {
+      const client = await this.connect();
+      return { client, release: (broken) => client.release(broken ? true : undefined) };
+    }
+    const client = await this.dedicated();
+    return {
+      client: client as unknown as PoolClient,
+      release: (broken) => {
+        if (broken) destroy(client);
+        else client.end().catch(() => undefined);
+      },
+    };
   }
 
   /** One statement on a pooled connection; a lost server is retried with backoff up to reconnectTimeout. */
@@ -181,13 +218,23 @@ export class App {
     return (await this.queryRetrying<R>(stmt, values))[0];
   }
 
-  async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[]): Promise<R[]> {
-    const deadline = Date.now() + this.reconnectTimeout * 1000;
+  /** Retries a lost or unreachable server (isDisconnect) until `deadline` (ms; reconnectTimeout from now). */
+  async queryRetrying<R extends QueryResultRow = any>(stmt: sql.Stmt, values: unknown[], deadline?: number): Promise<R[]> {
+    deadline ??= Date.now() + this.reconnectTimeout * 1000;
     let delay = 50, registered = false;
     for (;;) {
       try {
-        const res = await this.getPool().query<R>({ name: stmt.name, text: stmt.text, values });
-        return res.rows;
+        const client = await this.connect();
+        let broken = false;
+        try {
+          const res = await client.query<R>({ name: stmt.name, text: stmt.text, values });
+          return res.rows;
+        } catch (e) {
+          broken = isDisconnect(e);
+          throw e;
+        } finally {
+          client.release(broken ? true : undefined);
+        }
       } catch (e) {
         if (sqlstateOf(e) === "WF004" && !registered && stmt !== sql.REGISTER && stmt !== sql.HEARTBEAT) {
           // Unknown executor (its row was deleted, e.g. after a long partition): register again.
@@ -195,9 +242,9 @@ export class App {
           await this.register();
           continue;
         }
-        if (!isDisconnect(e) || Date.now() > deadline) throw translate(e);
+        if (!isDisconnect(e) || Date.now() > deadline) throw translate(unwrap(e));
+        this.log("warn", `database unavailable (${(e as Error)?.message}); retrying in ${delay} ms`);
       }
-      this.log("warn", `database unavailable; retrying in ${delay} ms`);
       await sleepMs(delay);
       delay = Math.min(delay * 2, 2000);
     }
@@ -205,6 +252,7 @@ export class App {
 
   /** Checks the extension, registers the executor, starts its heartbeat. Idempotent. */
   launch(): Promise<void> {
+    this.closed = false; // usable again after close(): a later call reconnects
     this.launched ??= (async () => {
       const ext = await this.callRetrying(sql.EXTENSION, []);
       if (!ext) throw new ExtensionMissing("the database has no pg_workflow extension (CREATE EXTENSION pg_workflow)");
@@ -221,6 +269,7 @@ export class App {
 
   /** Waits (up to `wait` s) for the runs this process executes, then disconnects. */
   async close(wait = 30): Promise<void> {
+    this.closed = true;
     const pending = Promise.allSettled([...this.local.values()]);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([pending, new Promise((r) => { timer = setTimeout(r, wait * 1000); })]);
@@ -269,7 +318,10 @@ export class App {
       const params = [def.name, encoded, id, this.executorId, timeout, parentId];
       // A child starts on its parent's connection (in order with the parent's steps).
       const row = parent ? await parent.call(sql.START, params) : await this.callRetrying(sql.START, params);
-      const local = row?.claimed ? spawn(this, def, id, JSON.parse(encoded), row.last_step) : undefined;
+      // A claimed run that already existed (ours before a crash, or an expired lease) replays
+      // with its stored input, not these arguments: first input wins.
+      // A child (parent set) executes on a dedicated connection, outside the pool's budget.
+      const local = row?.claimed ? spawn(this, def, id, row.input, row.last_step, parent !== undefined) : undefined;
       return new WorkflowHandle<Awaited<R>>(this, id, local);
     })();
   }
@@ -432,3 +484,9 @@ export class App {
   }
 }
 
+/** Closes a connection at once (a dead route would hold end() forever). */
+export function destroy(client: pg.Client): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream;
+  if (stream?.destroy) stream.destroy();
+  else client.end().catch(() => undefined);
+}

@@ -39,13 +39,16 @@ export function encodeInput(args: readonly unknown[], what = "the workflow's inp
   return dumps(args, what);
 }
 
-/** The arguments of a stored input: an array; {"args", "kwargs"} gives args then kwargs as a last object. */
+/**
+ * The arguments of a stored input: an array; {"args", "kwargs"} gives args then kwargs as a last
+ * object; {} (no args, no kwargs, as Python reads it) is no arguments.
+ */
 export function decodeInput(value: unknown): unknown[] {
   if (value === null || value === undefined) return [];
   if (Array.isArray(value)) return value;
   if (typeof value === "object") {
     const keys = Object.keys(value as object);
-    if (keys.length > 0 && keys.every((k) => k === "args" || k === "kwargs")) {
+    if (keys.every((k) => k === "args" || k === "kwargs")) {
       const v = value as { args?: unknown[]; kwargs?: Record<string, unknown> };
       const args = [...(v.args ?? [])];
       if (v.kwargs && Object.keys(v.kwargs).length > 0) args.push(v.kwargs);

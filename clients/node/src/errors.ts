@@ -66,13 +66,44 @@ export function sqlstateOf(e: unknown): string {
   return typeof code === "string" ? code : "";
 }
 
-/** A lost server (restart, failover, network), as opposed to an error of the call itself. */
+/**
+ * Internal: getting a connection failed (the connect phase: DNS, TCP, TLS, authentication, a
+ * database not accepting connections, too many clients, the pool's connect timeout). Always
+ * transient: retried like a lost server, up to reconnectTimeout; `cause` is the error itself.
+ */
+export class ConnectFailed extends PgWorkflowError {
+  constructor(readonly error: unknown) {
+    super(`could not connect: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    const code = sqlstateOf(error);
+    if (code) this.sqlstate = code;
+  }
+}
+
+/** The error a caller sees once retrying stopped: the connect failure itself, not its wrapper. */
+export function unwrap(e: unknown): unknown {
+  return e instanceof ConnectFailed ? e.error : e;
+}
+
+/** Errno codes of a lost or unreachable server (Node system errors). */
+const ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ENOENT", "EPIPE", "ETIMEDOUT", "ENOTFOUND",
+  "EAI_AGAIN", "EAI_FAIL", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH", "ENETDOWN", "ENETRESET", "EADDRNOTAVAIL"]);
+
+/**
+ * A lost or unreachable server (restart, failover, network, DNS, overload), as opposed to an
+ * error of the call itself: class 08 (connection exception), class 53 (insufficient resources,
+ * e.g. 53300 too many clients), 57P01-57P03 (shutdown, crash, starting up), any errno error of
+ * a socket or a name lookup, pg's and pg-pool's connect timeouts, a statement read timeout, and
+ * anything that failed while connecting (ConnectFailed).
+ */
 export function isDisconnect(e: unknown): boolean {
+  if (e instanceof ConnectFailed || e instanceof ConnectionLost) return true;
   const code = sqlstateOf(e);
-  if (code.startsWith("08") || ["57P01", "57P02", "57P03"].includes(code)) return true;
-  if (["ECONNREFUSED", "ECONNRESET", "ENOENT", "EPIPE", "ETIMEDOUT"].includes(code)) return true;
+  if (code.startsWith("08") || code.startsWith("53") || ["57P01", "57P02", "57P03"].includes(code)) return true;
+  if (ERRNO.has(code)) return true;
+  const sys = e as { errno?: unknown; syscall?: unknown } | null;
+  if (/^E[A-Z_]+$/.test(code) && (typeof sys?.syscall === "string" || typeof sys?.errno === "number")) return true;
   const msg = e instanceof Error ? e.message : "";
-  return /Connection terminated|Client has encountered a connection error|not queryable|connection timeout/i.test(msg);
+  return /Connection terminated|Client has encountered a connection error|not queryable|connection timeout|timeout exceeded when trying to connect|timeout expired|Query read timeout/i.test(msg);
 }
 
 /** The SDK error for a database error, or the error itself. */

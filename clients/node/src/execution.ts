@@ -4,7 +4,7 @@
  */
 import { decodeInput, dumps, errorOf, ErrorJson } from "./codec";
 import { als, Run } from "./context";
-import { ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed, isDisconnect } from "./errors";
+import { ConnectionLost, NotOwnerError, WorkflowCancelled, WorkflowFailed, isDisconnect, unwrap } from "./errors";
 import type { App } from "./app";
 import { isStop, sleepMs } from "./steps";
 import * as sql from "./sql";
@@ -60,9 +60,10 @@ async function failRun(run: Run, e: unknown): Promise<ErrorJson> {
   return error;
 }
 
-/** One execution of the body on a pooled connection. */
-async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unknown[], lastStep: number): Promise<unknown> {
-  const client = await app.connect();
+/** One execution of the body on a pooled (or, for a local child, a dedicated) connection. */
+async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unknown[], lastStep: number,
+  dedicated: boolean): Promise<unknown> {
+  const { client, release } = await app.acquire(dedicated);
   let broken = false;
   try {
     const run = new Run(app, workflowId, wf.name, client, lastStep);
@@ -88,57 +89,97 @@ async function runBody(app: App, wf: WorkflowDef, workflowId: string, args: unkn
     broken = e instanceof ConnectionLost || isDisconnect(e);
     throw e;
   } finally {
-    client.release(broken ? true : undefined);
+    release(broken);
   }
 }
 
 /** After a lost connection: start() again (idempotent); a replay when we still own it. */
-async function reclaim(app: App, wf: WorkflowDef, workflowId: string, input: unknown): Promise<number> {
-  const row = await app.callRetrying(sql.START, [wf.name, dumps(input), workflowId, app.executorId, null, null]);
+async function reclaim(app: App, wf: WorkflowDef, workflowId: string, input: unknown, deadline: number): Promise<number> {
+  const rows = await app.queryRetrying(sql.START, [wf.name, dumps(input), workflowId, app.executorId, null, null], deadline);
+  const row = rows[0];
   if (!row || sql.TERMINAL.has(row.status) || !row.claimed) throw new Detached(String(row?.status));
   return row.last_step;
 }
 
+const isGone = (e: unknown): boolean => e instanceof NotOwnerError || e instanceof WorkflowCancelled || e instanceof Detached;
+
 /**
- * Runs a claimed run until it ends, across lost connections, for nobody waiting in this call
- * stack: a connect failure is retried with backoff (reclaiming the run, up to
- * reconnectTimeout); any other error escaping the runner fails the run rather than leave it PENDING.
+ * After giving up: records the run's error, retrying a lost server until it is recorded (or
+ * the App closes), so that the run is never left PENDING under this executor's live lease.
  */
-async function execute(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number): Promise<LocalOutcome> {
-  const args = decodeInput(input);
-  const deadline = Date.now() + app.reconnectTimeout * 1000;
-  let delay = 100;
+async function failGivenUp(app: App, workflowId: string, e: unknown): Promise<LocalOutcome> {
+  const error = compact(errorOf(unwrap(e)));
+  let delay = 500;
   for (;;) {
     try {
-      return { status: "SUCCESS", value: await runBody(app, wf, workflowId, args, lastStep) };
+      await app.queryRetrying(sql.FAIL, [workflowId, dumps(error), app.executorId]);
+      return { status: "ERROR", error, original: unwrap(e) };
+    } catch (err) {
+      if (!isDisconnect(err) || app.closing) {
+        app.log("error", `workflow ${workflowId} could not be failed (${(err as Error)?.message}); it stays PENDING ` +
+          "until this executor's lease expires or it restarts");
+        return null;
+      }
+    }
+    await sleepMs(delay);
+    delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+/**
+ * Runs a claimed run until it ends, across lost connections, for nobody waiting in this call
+ * stack. A lost connection or a failed connect starts an outage: the run is claimed again and
+ * replayed, retrying for up to reconnectTimeout per outage (a successful reclaim ends it, so
+ * a long-lived run survives any number of outages). After giving up, and on any other error
+ * escaping the runner, the run is failed rather than left PENDING.
+ */
+async function execute(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number,
+  dedicated: boolean): Promise<LocalOutcome> {
+  const args = decodeInput(input);
+  for (;;) {
+    let failure: unknown;
+    try {
+      return { status: "SUCCESS", value: await runBody(app, wf, workflowId, args, lastStep, dedicated) };
     } catch (e) {
       if (e instanceof BodyFailed) return { status: "ERROR", error: e.error, original: e.original };
-      if (e instanceof NotOwnerError || e instanceof WorkflowCancelled || e instanceof Detached) return null;
-      if ((e instanceof ConnectionLost || isDisconnect(e)) && Date.now() < deadline) {
-        app.log("warn", `workflow ${workflowId} lost its connection (${(e as Error).message}); replaying it`);
+      if (isGone(e)) return null;
+      failure = e;
+    }
+    if (isDisconnect(failure)) {
+      const deadline = Date.now() + app.reconnectTimeout * 1000; // this outage's
+      app.log("warn", `workflow ${workflowId} lost its connection (${(failure as Error).message}); replaying it`);
+      let delay = 100;
+      while (isDisconnect(failure) && Date.now() < deadline && !app.closing) {
         await sleepMs(delay);
         delay = Math.min(delay * 2, 5000);
         try {
-          lastStep = await reclaim(app, wf, workflowId, input);
+          lastStep = await reclaim(app, wf, workflowId, input, deadline);
+          failure = undefined; // the server answered and the run is ours: the outage is over
+          break;
         } catch (r) {
-          if (r instanceof Detached) return null;
-          throw r;
+          if (isGone(r)) return null;
+          failure = r;
         }
-        continue;
       }
-      app.log("error", `workflow ${workflowId} stopped (${(e as Error)?.message}); failing it`);
-      const error = compact(errorOf(e));
-      await app.callRetrying(sql.FAIL, [workflowId, dumps(error), app.executorId]).catch(() => undefined);
-      return { status: "ERROR", error, original: e };
+      if (failure === undefined) continue;
+      if (app.closing) return null; // the process is going away: a restart or the lease expiry takes it back
+      if (isDisconnect(failure)) {
+        app.log("error", `workflow ${workflowId}: giving up reconnecting after ${app.reconnectTimeout}s ` +
+          `(${(failure as Error)?.message}); failing it`);
+        return failGivenUp(app, workflowId, failure);
+      }
     }
+    app.log("error", `workflow ${workflowId} stopped (${(failure as Error)?.message}); failing it`);
+    return failGivenUp(app, workflowId, failure);
   }
 }
 
 /** Runs a claimed run once in this process; a run already running here is not started twice. */
-export function spawn(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number): Promise<LocalOutcome> {
+export function spawn(app: App, wf: WorkflowDef, workflowId: string, input: unknown, lastStep: number,
+  dedicated = false): Promise<LocalOutcome> {
   const running = app.local.get(workflowId);
   if (running) return running;
-  const p = execute(app, wf, workflowId, input, lastStep)
+  const p = execute(app, wf, workflowId, input, lastStep, dedicated)
     .catch((e) => { app.log("error", `workflow ${workflowId} stopped: ${e}`); return null; })
     .finally(() => { if (app.local.get(workflowId) === p) app.local.delete(workflowId); });
   app.local.set(workflowId, p);

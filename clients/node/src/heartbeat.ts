@@ -3,7 +3,7 @@
  * that a pool busy with long waits can never starve the heartbeat.
  */
 import type pg from "pg";
-import type { App } from "./app";
+import { destroy, type App } from "./app";
 import { sqlstateOf } from "./errors";
 import * as sql from "./sql";
 
@@ -29,19 +29,31 @@ export class Heartbeat {
     this.timer.unref(); // the heartbeat alone keeps no process alive
   }
 
+  /**
+   * How long a beat's connect and statement may take: a third of the lease (at least 1 s), so a
+   * route that silently drops packets cannot hold the heartbeat past the lease (Node has no
+   * tcp_user_timeout): the connection is abandoned and the next beat reconnects.
+   */
+  private timeoutMs(): number {
+    return Math.max(1000, Math.min((this.lease / 3) * 1000, this.app.pgConfig.connectionTimeoutMillis || 10_000));
+  }
+
   private async beat(): Promise<void> {
     try {
+      const timeout = this.timeoutMs();
       if (!this.client) {
-        this.client = await this.app.dedicated();
+        this.client = await this.app.dedicated({ connectionTimeoutMillis: timeout });
         unrefSocket(this.client);
       }
+      const call = (stmt: sql.Stmt, values: unknown[]) =>
+        this.client!.query({ ...stmt, values, query_timeout: timeout } as never) as unknown as Promise<pg.QueryResult>;
       try {
-        const res = await this.client.query({ ...sql.HEARTBEAT, values: [this.app.executorId] });
+        const res = await call(sql.HEARTBEAT, [this.app.executorId]);
         this.lease = Number(res.rows[0].lease);
       } catch (e) {
         if (sqlstateOf(e) !== "WF004") throw e;
         // Unknown executor (its row was deleted, or the database restored): register again.
-        const res = await this.client.query({ ...sql.REGISTER, values: [this.app.executorId, this.app.appVersion] });
+        const res = await call(sql.REGISTER, [this.app.executorId, this.app.appVersion]);
         this.lease = Number(res.rows[0].lease);
       }
       this.delay = 100;
@@ -50,7 +62,7 @@ export class Heartbeat {
       this.app.log("warn", `heartbeat of ${this.app.executorId} failed (${(e as Error).message}); retrying in ${this.delay} ms`);
       const c = this.client;
       this.client = undefined;
-      c?.end().catch(() => undefined);
+      if (c) destroy(c); // a timed-out statement may sit on a dead route: end() could wait forever
       this.schedule(this.delay);
       this.delay = Math.min(this.delay * 2, Math.max(200, (this.lease / 3) * 1000));
     }

@@ -208,6 +208,8 @@ export class Worker {
           this.stopping = true;
           this.wake?.();
         } else {
+          // A lost server, or a failed connect (DNS, refused, too many clients, a database not
+          // accepting connections, a timeout): transient, retried for as long as the worker runs.
           this.app.log("warn", `dequeue from ${queue} failed (${(e as Error).message}); reconnecting in ${delay} ms`);
           client?.end().catch(() => undefined);
           client = undefined;

@@ -54,3 +54,50 @@ function gate() {
 }
 
 module.exports = { HOST, PORT, USER, config, admin, scratchDb, waitFor, gate };
+
+/**
+ * A unix-socket proxy in front of the server (a network the test controls): connect with
+ * { host: proxy.dir, port: PORT }. blackhole() silently drops the bytes of the connections
+ * open now (a dead route: no FIN, no RST); hangNew(true) accepts new connections and never
+ * forwards them (a connect that never completes).
+ */
+async function proxy() {
+  const net = require("node:net");
+  const fs = require("node:fs");
+  const os = require("node:os");
+  const path = require("node:path");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgwf-proxy-"));
+  const conns = new Set();
+  let hang = false;
+  const server = net.createServer((down) => {
+    const conn = { down, up: null };
+    conns.add(conn);
+    down.on("error", () => undefined);
+    down.on("close", () => { conns.delete(conn); conn.up?.destroy(); });
+    if (hang) { down.on("data", () => undefined); return; }
+    const up = net.connect(path.join(HOST, `.s.PGSQL.${PORT}`));
+    conn.up = up;
+    up.on("error", () => down.destroy());
+    up.on("close", () => down.destroy());
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise((r) => server.listen(path.join(dir, `.s.PGSQL.${PORT}`), r));
+  return {
+    dir,
+    blackhole() {
+      for (const { down, up } of conns) {
+        down.unpipe(); up?.unpipe();
+        down.removeAllListeners("data"); up?.removeAllListeners("data");
+        down.on("data", () => undefined); up?.on("data", () => undefined);
+      }
+    },
+    hangNew(on) { hang = on; },
+    close() {
+      for (const { down, up } of conns) { down.destroy(); up?.destroy(); }
+      return new Promise((r) => server.close(() => { fs.rmSync(dir, { recursive: true, force: true }); r(); }));
+    },
+  };
+}
+
+module.exports.proxy = proxy;
