@@ -14,10 +14,10 @@ export const REGISTER = s("register",
 export const HEARTBEAT = s("heartbeat",
   "SELECT extract(epoch FROM workflow.heartbeat($1) - clock_timestamp())::float8 AS lease");
 
-// input: the run's stored input (first input wins), which a claimed run replays with; the
-// subquery sees the statement's snapshot, so a run this call creates reads as $2 (the same).
-export const START = s("start", "SELECT status, output, error, last_step, claimed, " +
-  "coalesce((SELECT r.input FROM workflow.runs r WHERE r.workflow_id = $3), $2::jsonb) AS input " +
+// input: the run's stored input (run_input: the first start's input wins), which a claimed run
+// replays with. (A subquery on workflow.runs would need the reader's grant, which an executor
+// role does not have.)
+export const START = s("start", "SELECT status, output, error, last_step, claimed, run_input AS input " +
   `FROM workflow.start($1, $2::jsonb, $3, $4, ${secs("$5")}, $6)`);
 export const STEP_GET = s("step_get", "SELECT found, output, error FROM workflow.step_get($1, $2, $3)");
 export const STEP_PUT = s("step_put", "SELECT workflow.step_put($1, $2, $3, $4::jsonb, $5::jsonb, $6)");

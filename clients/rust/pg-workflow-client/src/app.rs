@@ -193,19 +193,12 @@ impl App {
         let last_step: i32 = row.get(3);
         let claimed: bool = row.get(4);
         let rx = if claimed {
-            let input = self.input_for_replay(&id).await?;
+            let input: Option<Value> = row.get(5);
             Some(run::spawn(self, def, id.clone(), input, last_step, false))
         } else {
             None
         };
         Ok(Handle::new(self.clone(), id, rx))
-    }
-
-    /// The input to run a claimed run with: always the stored one (the first input wins; a
-    /// `start` may claim a run someone else created, with checkpoints or not). For a run this
-    /// call created it is ours.
-    pub(crate) async fn input_for_replay(&self, id: &str) -> Result<Option<Value>> {
-        Ok(self.call(sql::INPUT, &[&id]).await?.get(0))
     }
 
     // -- database calls -------------------------------------------------------------------

@@ -389,7 +389,7 @@ impl Ctx {
                 .await?;
             let rx = if row.get::<_, bool>(4) {
                 let last_step: i32 = row.get(3);
-                let input: Option<Value> = run.call(sql::INPUT, &[&id]).await?.get(0);
+                let input: Option<Value> = row.get(5); // the stored input: the first start's wins
                 Some(run::spawn(app, def, id.clone(), input, last_step, true))
             } else {
                 None

@@ -8,7 +8,9 @@ pub const REGISTER: &str =
     "SELECT extract(epoch FROM workflow.register_executor($1, $2) - clock_timestamp())::float8";
 pub const HEARTBEAT: &str = "SELECT extract(epoch FROM workflow.heartbeat($1) - clock_timestamp())::float8";
 
-pub const START: &str = "SELECT status, output, error, last_step, claimed \
+/// `run_input` (column 5) is the run's stored input: a claimed run replays with it (the first
+/// start's input wins), also when this call did not create the run.
+pub const START: &str = "SELECT status, output, error, last_step, claimed, run_input \
      FROM workflow.start($1, $2::jsonb, $3, $4, make_interval(secs => $5::float8), $6)";
 pub const STEP_GET: &str = "SELECT found, output, error FROM workflow.step_get($1, $2, $3)";
 pub const STEP_PUT: &str = "SELECT workflow.step_put($1, $2, $3, $4::jsonb, $5::jsonb, $6)";
@@ -17,7 +19,6 @@ pub const FAIL: &str = "SELECT workflow.fail($1, $2::jsonb, $3)";
 pub const WAIT: &str =
     "SELECT status, output, error FROM workflow.wait($1, make_interval(secs => $2::float8))";
 pub const STATUS: &str = "SELECT status FROM workflow.runs WHERE workflow_id = $1";
-pub const INPUT: &str = "SELECT input FROM workflow.runs WHERE workflow_id = $1";
 pub const CANCEL: &str = "SELECT workflow.cancel($1)";
 pub const RESUME: &str = "SELECT workflow.resume($1)";
 pub const FORK: &str = "SELECT workflow.fork($1, $2, $3, $4)";
