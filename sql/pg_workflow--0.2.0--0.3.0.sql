@@ -110,13 +110,12 @@ GRANT EXECUTE ON FUNCTION workflow.schedule(text, text, text, jsonb, text, text,
 -- privileges.sql: the same grants as a fresh install. No table changes.
 
 CREATE FUNCTION workflow.stats_counters(OUT name text, OUT value bigint, OUT stats_reset timestamptz)
-RETURNS SETOF record LANGUAGE c VOLATILE ROWS 10 AS 'MODULE_PATHNAME', 'wf_stats_counters';
--- SECURITY INVOKER: it reads shared memory only, no table.
+RETURNS SETOF record LANGUAGE c VOLATILE SECURITY DEFINER ROWS 10 AS 'MODULE_PATHNAME', 'wf_stats_counters';
 COMMENT ON FUNCTION workflow.stats_counters() IS
   'This database''s counters of committed events since the server started or stats_reset(); NULL without shared_preload_libraries. Read them in workflow.stats.';
 
 CREATE FUNCTION workflow.stats_reset()
-RETURNS timestamptz LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'wf_stats_reset';
+RETURNS timestamptz LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_stats_reset';
 COMMENT ON FUNCTION workflow.stats_reset() IS
   'Zeroes this database''s workflow.stats counters (not the gauges) and returns the reset time; NULL without shared_preload_libraries.';
 

@@ -169,17 +169,19 @@ unsafe extern "C-unwind" fn at_xact_end(event: pg_sys::XactEvent::Type, _arg: *m
         }
         _ => return,
     }
-    let staged = std::mem::take(&mut *LOCAL.staged.borrow_mut());
+    // Cleared in place: the vector keeps its capacity, so a busy backend allocates nothing.
+    let mut staged = LOCAL.staged.borrow_mut();
     if staged.is_empty() {
         return;
     }
-    let (Some(t), Place::Slot(i)) = (table(), LOCAL.place.get()) else { return };
     let mut total = [0u64; COUNTERS];
-    for (_, counts) in &staged {
+    for (_, counts) in staged.iter() {
         for (sum, n) in total.iter_mut().zip(counts) {
             *sum += n;
         }
     }
+    staged.clear();
+    let (Some(t), Place::Slot(i)) = (table(), LOCAL.place.get()) else { return };
     for (counter, n) in t.slots[i].counters.iter().zip(total) {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
