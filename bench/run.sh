@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark, not a test: durable operations per second against raw single-row INSERT commits,
 # measured in the same run on the same fresh server. Usage: bench/run.sh [SECONDS per run]
+# Environment: PG_BIN (the PostgreSQL binaries to install into and run), PGWF_BENCH_DIR and
+# PGWF_BENCH_PORT (the scratch server), ROUNDS, and STEPS_ONLY=1 to stop after the
+# start/step_put/finish figures (the hot path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-dir=/tmp/pg_workflow_bench; port=5497
+dir=${PGWF_BENCH_DIR:-/tmp/pg_workflow_bench}; port=${PGWF_BENCH_PORT:-5497}
 BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 bash scripts/install-deps.sh
@@ -49,6 +52,7 @@ for clients in 1 8; do
   row "the same, fenced (executor_id on every call)" "$clients" "$wff" "$(ratio "$wff" "$raw")"
   psql -qX -c "TRUNCATE bench_raw, workflow.run, workflow.checkpoint, workflow.ready"
 done
+[ "${STEPS_ONLY:-0}" = 1 ] && exit 0
 
 # Queues: drain 10 000 zero-step runs (dequeue + finish: two commits per run), against raw/2.
 psql -qX -c "SELECT workflow.create_queue('bench')" \

@@ -6,7 +6,8 @@ set -euo pipefail
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 need_apt=()
 # chromium: the pgwf dashboard's tests load every page in it, headless (tests/integration/test_pgwf.py).
-for pkg in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo chromium; do
+# prometheus-postgres-exporter: tests/integration/test_exporter.py runs it with contrib/postgres_exporter.yaml.
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo chromium prometheus-postgres-exporter; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit tests and #[pg_test]s (cargo pgrx test), pg_regress against a
 # preloaded server, the integration suite (pytest, several processes, crashes), and the SDKs'
-# own suites (clients/rust with pgwf, clients/node, clients/python).
+# own suites (clients/rust with pgwf, clients/node, clients/python), and the Debian package
+# (scripts/package.sh).
 # README's Command 2; .ci/run calls it. Safe to run while the demo server is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ failed=()
 
 bash scripts/install-deps.sh
 
-echo "== 1/6 unit tests and #[pg_test]s (cargo pgrx test)"
+echo "== 1/7 unit tests and #[pg_test]s (cargo pgrx test)"
 # cargo pgrx test copies its .so over the installed one; unlink first, so a running server
 # that has the old file mapped keeps its copy instead of crashing.
 rm -f "$($PG_CONFIG --pkglibdir)/pg_workflow.so"
@@ -30,7 +31,7 @@ scripts/server.sh start "$dir/server" "$port"
 trap 'scripts/server.sh stop "$dir/server" immediate >/dev/null 2>&1 || true' EXIT
 export PGHOST=$dir/server PGPORT=$port PGUSER=postgres
 
-echo "== 2/6 pg_regress"
+echo "== 2/7 pg_regress"
 psql -qX -d postgres -c "DROP DATABASE IF EXISTS regress" -c "CREATE DATABASE regress"
 out=$dir/regress
 rm -rf "$out"; mkdir -p "$out"; chown postgres "$out"
@@ -42,19 +43,33 @@ if ! "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" --use-existing
   failed+=("pg_regress")
 fi
 
-echo "== 3/6 integration (pytest; with pgwf, its dashboard in headless Chromium: screenshots in /tmp/pgwf_screenshots)"
-PGWF_DATA_DIR=$dir/server PGWF_PORT=$port python3 -m pytest -q tests/integration || failed+=("integration")
+echo "== 3/7 integration (pytest; with pgwf, its dashboard in headless Chromium: screenshots in /tmp/pgwf_screenshots)"
+# test_package.py is stage 7.
+PGWF_DATA_DIR=$dir/server PGWF_PORT=$port python3 -m pytest -q tests/integration \
+  --ignore=tests/integration/test_package.py || failed+=("integration")
 
-echo "== 4/6 the Rust SDK, clients/rust (cargo test)"
+echo "== 4/7 the Rust SDK, clients/rust (cargo test)"
 (cd clients/rust && PGWF_HOST=$dir/server PGWF_PORT=$port cargo test --locked -q) || failed+=("rust sdk")
 
-echo "== 5/6 the Node SDK, clients/node (tsc, then node --test; its own scratch databases)"
+echo "== 5/7 the Node SDK, clients/node (tsc, then node --test; its own scratch databases)"
 (cd clients/node && PGWF_HOST=$dir/server PGWF_PORT=$port npm test) || failed+=("node sdk")
 
-# Last: one of its tests restarts the server under a running worker.
-echo "== 6/6 the Python SDK, clients/python (pytest, from its source tree)"
+# The last suite on the shared server: one of its tests restarts it under a running worker.
+echo "== 6/7 the Python SDK, clients/python (pytest, from its source tree)"
 (cd clients/python && PGWF_HOST=$dir/server PGWF_PORT=$port python3 -m pytest -q -p no:cacheprovider -p no:pg_workflow tests) \
   || failed+=("python sdk")
+
+# A dev-profile package (seconds: the build above is warm), installed with dpkg --root into a
+# scratch copy of the PostgreSQL tree, and a server of its own that creates the extension.
+echo "== 7/7 the Debian package (scripts/package.sh --debug; dpkg --root; a server from it)"
+deb_dir=$dir/deb
+rm -rf "$deb_dir"
+if deb=$(scripts/package.sh --debug --out "$deb_dir" | tail -1) && [ -f "$deb" ]; then
+  PG_BIN=$BIN PGWF_DEB=$deb PGWF_DATA_DIR=$dir/server PGWF_PORT=$port \
+    python3 -m pytest -q -p no:cacheprovider tests/integration/test_package.py || failed+=("package")
+else
+  failed+=("package (build)")
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}"

@@ -215,3 +215,15 @@ CREATE FUNCTION workflow.undefine(name text)
 RETURNS bool LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_undefine';
 COMMENT ON FUNCTION workflow.undefine(text) IS
   'Removes a SQL workflow; false if there was none. Started runs finish with the steps they started with.';
+
+-- stats.rs ------------------------------------------------------------------------------
+
+CREATE FUNCTION workflow.stats_counters(OUT name text, OUT value bigint, OUT stats_reset timestamptz)
+RETURNS SETOF record LANGUAGE c VOLATILE SECURITY DEFINER ROWS 10 AS 'MODULE_PATHNAME', 'wf_stats_counters';
+COMMENT ON FUNCTION workflow.stats_counters() IS
+  'This database''s counters of committed events since the server started or stats_reset(); NULL without shared_preload_libraries. Read them in workflow.stats.';
+
+CREATE FUNCTION workflow.stats_reset()
+RETURNS timestamptz LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_stats_reset';
+COMMENT ON FUNCTION workflow.stats_reset() IS
+  'Zeroes this database''s workflow.stats counters (not the gauges) and returns the reset time; NULL without shared_preload_libraries.';

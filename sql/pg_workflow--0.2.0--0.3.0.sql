@@ -137,3 +137,57 @@ COMMENT ON VIEW workflow.events IS 'The latest value of every event key that a w
 -- privileges.sql: readers read it.
 REVOKE ALL ON workflow.events FROM PUBLIC;
 GRANT SELECT ON workflow.events TO workflow_reader;
+
+-- stats (issue 12) ------------------------------------------------------------------------
+-- api.sql: the counters and their reset (src/stats.rs); views.sql: workflow.stats;
+-- privileges.sql: the same grants as a fresh install. No table changes.
+
+CREATE FUNCTION workflow.stats_counters(OUT name text, OUT value bigint, OUT stats_reset timestamptz)
+RETURNS SETOF record LANGUAGE c VOLATILE SECURITY DEFINER ROWS 10 AS 'MODULE_PATHNAME', 'wf_stats_counters';
+COMMENT ON FUNCTION workflow.stats_counters() IS
+  'This database''s counters of committed events since the server started or stats_reset(); NULL without shared_preload_libraries. Read them in workflow.stats.';
+
+CREATE FUNCTION workflow.stats_reset()
+RETURNS timestamptz LANGUAGE c VOLATILE SECURITY DEFINER AS 'MODULE_PATHNAME', 'wf_stats_reset';
+COMMENT ON FUNCTION workflow.stats_reset() IS
+  'Zeroes this database''s workflow.stats counters (not the gauges) and returns the reset time; NULL without shared_preload_libraries.';
+
+-- views.sql
+-- One row per figure: the counters of committed events (kind 'counter', since stats_reset),
+-- then the gauges, read from the tables now (kind 'gauge', per queue where queue is set).
+CREATE VIEW workflow.stats AS
+WITH ready AS (SELECT queue, count(*) AS n, min(created_at) AS oldest FROM workflow.ready GROUP BY queue),
+     delayed AS (SELECT queue, count(*) AS n FROM workflow.run WHERE status = 'DELAYED' GROUP BY queue),
+     pending AS (SELECT queue, count(*) AS n FROM workflow.run WHERE status = 'PENDING' GROUP BY queue),
+     queues AS (SELECT name::text AS queue FROM workflow.queue)
+SELECT c.name, 'counter'::text AS kind, NULL::text AS queue, c.value::float8 AS value, c.stats_reset
+  FROM workflow.stats_counters() c
+UNION ALL
+SELECT g.name, 'gauge', g.queue, g.value, NULL
+  FROM (SELECT 'runs_enqueued' AS name, q.queue, coalesce(r.n, 0)::float8 AS value
+          FROM queues q LEFT JOIN ready r ON r.queue = q.queue
+        UNION ALL
+        SELECT 'oldest_enqueued_age_seconds', q.queue,
+               coalesce(extract(epoch FROM now() - r.oldest), 0)::float8
+          FROM queues q LEFT JOIN ready r ON r.queue = q.queue
+        UNION ALL
+        SELECT 'runs_delayed', q.queue, coalesce(d.n, 0)::float8
+          FROM queues q LEFT JOIN delayed d ON d.queue = q.queue
+        UNION ALL  -- runs started without a queue (start()) are PENDING under queue NULL
+        SELECT 'runs_pending', q.queue, coalesce(p.n, 0)::float8
+          FROM (SELECT queue FROM queues UNION ALL SELECT NULL) q
+          LEFT JOIN pending p ON p.queue IS NOT DISTINCT FROM q.queue
+        UNION ALL
+        SELECT 'executors_live', NULL, count(*) FILTER (WHERE e.last_heartbeat
+                 + coalesce(current_setting('workflow.executor_timeout', true), '30s')::interval > now())::float8
+          FROM workflow.executor e
+        UNION ALL
+        SELECT 'executors_registered', NULL, count(*)::float8 FROM workflow.executor) g;
+COMMENT ON VIEW workflow.stats IS
+  'Metrics: counters of committed events since stats_reset (NULL without shared_preload_libraries; reset at server restart) and gauges over the tables, one row each (README, "Metrics").';
+
+REVOKE ALL ON FUNCTION workflow.stats_counters(), workflow.stats_reset() FROM PUBLIC;
+REVOKE ALL ON workflow.stats FROM PUBLIC;
+GRANT SELECT ON workflow.stats TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.stats_counters() TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.stats_reset() TO workflow_admin;

@@ -53,3 +53,8 @@ GRANT SELECT ON workflow.sql_workflows TO workflow_reader;
 GRANT EXECUTE ON FUNCTION workflow.define(text, text[], int, interval, interval, text),
     workflow.undefine(text)
   TO workflow_admin;
+
+-- Metrics: readers read them, admins reset the counters.
+GRANT SELECT ON workflow.stats TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.stats_counters() TO workflow_reader;
+GRANT EXECUTE ON FUNCTION workflow.stats_reset() TO workflow_admin;

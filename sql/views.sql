@@ -77,3 +77,36 @@ CREATE VIEW workflow.events AS
 SELECT workflow_id, key, value, updated_at
 FROM workflow.event;
 COMMENT ON VIEW workflow.events IS 'The latest value of every event key that a workflow has set.';
+
+-- One row per figure: the counters of committed events (kind 'counter', since stats_reset),
+-- then the gauges, read from the tables now (kind 'gauge', per queue where queue is set).
+CREATE VIEW workflow.stats AS
+WITH ready AS (SELECT queue, count(*) AS n, min(created_at) AS oldest FROM workflow.ready GROUP BY queue),
+     delayed AS (SELECT queue, count(*) AS n FROM workflow.run WHERE status = 'DELAYED' GROUP BY queue),
+     pending AS (SELECT queue, count(*) AS n FROM workflow.run WHERE status = 'PENDING' GROUP BY queue),
+     queues AS (SELECT name::text AS queue FROM workflow.queue)
+SELECT c.name, 'counter'::text AS kind, NULL::text AS queue, c.value::float8 AS value, c.stats_reset
+  FROM workflow.stats_counters() c
+UNION ALL
+SELECT g.name, 'gauge', g.queue, g.value, NULL
+  FROM (SELECT 'runs_enqueued' AS name, q.queue, coalesce(r.n, 0)::float8 AS value
+          FROM queues q LEFT JOIN ready r ON r.queue = q.queue
+        UNION ALL
+        SELECT 'oldest_enqueued_age_seconds', q.queue,
+               coalesce(extract(epoch FROM now() - r.oldest), 0)::float8
+          FROM queues q LEFT JOIN ready r ON r.queue = q.queue
+        UNION ALL
+        SELECT 'runs_delayed', q.queue, coalesce(d.n, 0)::float8
+          FROM queues q LEFT JOIN delayed d ON d.queue = q.queue
+        UNION ALL  -- runs started without a queue (start()) are PENDING under queue NULL
+        SELECT 'runs_pending', q.queue, coalesce(p.n, 0)::float8
+          FROM (SELECT queue FROM queues UNION ALL SELECT NULL) q
+          LEFT JOIN pending p ON p.queue IS NOT DISTINCT FROM q.queue
+        UNION ALL
+        SELECT 'executors_live', NULL, count(*) FILTER (WHERE e.last_heartbeat
+                 + coalesce(current_setting('workflow.executor_timeout', true), '30s')::interval > now())::float8
+          FROM workflow.executor e
+        UNION ALL
+        SELECT 'executors_registered', NULL, count(*)::float8 FROM workflow.executor) g;
+COMMENT ON VIEW workflow.stats IS
+  'Metrics: counters of committed events since stats_reset (NULL without shared_preload_libraries; reset at server restart) and gauges over the tables, one row each (README, "Metrics").';

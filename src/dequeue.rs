@@ -260,6 +260,7 @@ fn claim(c: &Conn, queue: &str, executor: &str, budget: i32, partition_limit: Op
             (claimed.int(i, 6).unwrap_or(0), claimed.int8(i, 7).unwrap_or(0), row)
         })
         .collect();
+    crate::stats::add(crate::stats::Counter::RunsDequeued, rows.len() as u64);
     rows.sort_by_key(|(priority, created, _)| (*priority, *created));
     rows.into_iter().map(|(_, _, row)| row).collect()
 }

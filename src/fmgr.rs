@@ -186,6 +186,15 @@ impl IntoReturn for &'static str {
     }
 }
 
+/// A timestamptz result (µs since 2000-01-01 UTC), or NULL.
+pub struct TimestampTz(pub Option<i64>);
+
+impl IntoReturn for TimestampTz {
+    fn into_return(self, args: &Args) -> Datum {
+        self.0.map(Datum::from).unwrap_or_else(|| return_null(args))
+    }
+}
+
 /// A Datum already out of the SPI connection (see `spi::Out`), or NULL.
 pub struct Raw(pub Option<Out>);
 
@@ -204,6 +213,8 @@ pub enum Field {
     Int(i32),
     Int8(i64),
     Bool(bool),
+    /// µs since 2000-01-01 UTC, Postgres' epoch.
+    TimestampTz(i64),
     Datum(Out),
 }
 
@@ -219,6 +230,7 @@ impl Field {
             Field::Int(i) => i.into_datum(),
             Field::Int8(i) => i.into_datum(),
             Field::Bool(b) => b.into_datum(),
+            Field::TimestampTz(t) => Some(Datum::from(t)),
             Field::Datum(d) => Some(d.datum()),
         }
     }

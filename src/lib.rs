@@ -27,6 +27,7 @@ mod sql_pool;
 mod sql_step;
 mod sql_worker;
 mod sql_workflow;
+mod stats;
 mod step;
 mod tick;
 mod tx_cache;
@@ -42,7 +43,7 @@ mod workflow;
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/api.sql", name = "api", requires = ["schema"]);
-extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema", "api"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]

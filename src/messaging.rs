@@ -74,6 +74,7 @@ fn send(args: &Args) -> Result<()> {
     spi::connect(|c| {
         let row = [text_datum(&destination), text_datum(&topic), message, key.as_deref().and_then(text_datum)];
         if SEND.run(c, &row).len() == 1 {
+            crate::stats::count(crate::stats::Counter::MessagesSent);
             wake::notify_on_commit(inbox_slot(&destination, &topic));
         } else if RUN_EXISTS.run(c, &[text_datum(&destination)]).is_empty() {
             return Err(WorkflowError::UnknownWorkflow { workflow_id: destination.clone() });

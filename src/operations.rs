@@ -126,6 +126,7 @@ fn fork(args: &Args) -> Result<String> {
             return Err(WorkflowError::NameMismatch { workflow_id: new_id.clone(), existing, requested: "fork".into() });
         }
         queue::wake_dequeuers(&queue);
+        crate::stats::count(crate::stats::Counter::RunsStarted);
         Ok(new_id.clone())
     })
 }

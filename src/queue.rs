@@ -218,6 +218,7 @@ pub fn enqueue_run(c: &Conn, run: &NewRun) -> Result<String> {
     let statement = if sql_workflow::schema_has_them(c) { &ENQUEUE } else { &ENQUEUE_WITHOUT_SQL_WORKFLOWS };
     let enqueued = statement.run(c, &row);
     if enqueued.len() == 1 {
+        crate::stats::count(crate::stats::Counter::RunsStarted);
         if run.delay.is_some() {
             queue_cache::invalidate_on_commit(run.queue); // dequeuers must learn the new due time
         }

@@ -4,6 +4,7 @@
 
 use crate::fmgr::text_datum;
 use crate::spi::{Conn, Rows, Statement, INT4, TEXT};
+use crate::stats::{self, Counter};
 use crate::{guc, ready_columns, ready_from, sql, workflow};
 use pgrx::pg_sys::INT8OID as INT8;
 use pgrx::IntoDatum;
@@ -73,6 +74,7 @@ static RELEASE_OWN: Statement = Statement::new(
 pub fn release_own(c: &Conn, executor: &str) -> usize {
     let released = RELEASE_OWN.run(c, &[text_datum(executor), guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
     announce(&released);
+    count_released(&released);
     released.len()
 }
 
@@ -84,6 +86,15 @@ pub struct Counts {
     pub timed_out: i64,
     pub recovered: i64,
     pub dead_lettered: i64,
+}
+
+/// Counts the released runs that went back to their queues and those dead-lettered.
+fn count_released(released: &Rows) -> (i64, i64) {
+    let recovered = (0..released.len()).filter(|&i| released.text(i, 3).as_deref() == Some("ENQUEUED")).count() as i64;
+    let dead = released.len() as i64 - recovered;
+    stats::add(Counter::RunsRecovered, recovered as u64);
+    stats::add(Counter::RunsDeadLettered, dead as u64);
+    (recovered, dead)
 }
 
 /// Wakes whoever waits on these runs and their queues; moving the runs' epochs also drops
@@ -105,14 +116,10 @@ pub fn housekeep(c: &Conn, counts: &mut Counts) {
     let timed_out = CANCEL_TIMED_OUT.run(c, &[]);
     announce(&timed_out);
     counts.timed_out = timed_out.len() as i64;
+    stats::add(Counter::RunsCancelled, timed_out.len() as u64);
 
     let timeout = guc::executor_timeout_ms().into_datum();
     let released = RELEASE_EXPIRED.run(c, &[timeout, guc::MAX_RECOVERY_ATTEMPTS.get().into_datum()]);
     announce(&released);
-    for i in 0..released.len() {
-        match released.text(i, 3).as_deref() {
-            Some("ENQUEUED") => counts.recovered += 1,
-            _ => counts.dead_lettered += 1,
-        }
-    }
+    (counts.recovered, counts.dead_lettered) = count_released(&released);
 }

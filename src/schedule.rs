@@ -169,7 +169,9 @@ fn trigger_schedule(args: &Args) -> Result<String> {
             return Err(WorkflowError::UnknownSchedule { schedule: name.clone() });
         };
         let id = cron::manual_fire_id(&name, uuid::Uuid::now_v7());
-        enqueue_fire(c, &queue, &workflow_name, one.varlena(0, 4), &id)
+        let fired = enqueue_fire(c, &queue, &workflow_name, one.varlena(0, 4), &id)?;
+        crate::stats::count(crate::stats::Counter::ScheduleFires);
+        Ok(fired)
     })
 }
 

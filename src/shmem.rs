@@ -1,7 +1,7 @@
 //! Shared memory: one pair of hooks that sizes and attaches every shared structure of ours (the
-//! wake-up board of wake.rs, the worker registry of registry.rs). Needs shared_preload_libraries.
+//! wake-up board of wake.rs, the worker registry of registry.rs, the counters of stats.rs). Needs shared_preload_libraries.
 
-use crate::{registry, wake};
+use crate::{registry, stats, wake};
 use pgrx::pg_sys;
 
 static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
@@ -26,7 +26,7 @@ unsafe extern "C-unwind" fn request_shmem() {
         if let Some(prev) = PREV_SHMEM_REQUEST {
             prev();
         }
-        pg_sys::RequestAddinShmemSpace(wake::SHMEM_SIZE + registry::SHMEM_SIZE);
+        pg_sys::RequestAddinShmemSpace(wake::SHMEM_SIZE + registry::SHMEM_SIZE + stats::SHMEM_SIZE);
         registry::request_lock();
     }
 }
@@ -45,6 +45,7 @@ unsafe extern "C-unwind" fn startup_shmem() {
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         wake::attach();
         registry::attach();
+        stats::attach();
         pg_sys::LWLockRelease(init_lock);
     }
 }

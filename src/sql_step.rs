@@ -9,6 +9,7 @@
 
 use crate::fmgr::text_datum;
 use crate::spi::{self, Conn, Out, Statement, INT4, JSONB, TEXT};
+use crate::stats::{self, Counter};
 use crate::{guc, privileged_role, queue_cache, spawn, sql, user_sql, workflow};
 use pgrx::pg_sys::{self, Oid};
 use pgrx::IntoDatum;
@@ -303,6 +304,7 @@ pub fn take_step(me: &str, id: &str, step_number: &Cell<i32>) -> Result<Stepped,
     if !recorded {
         return Ok(Stepped::Stopped); // cancelled or taken over meanwhile: roll the step back
     }
+    stats::count(Counter::StepsRecorded);
     if plan.step == plan.step_count {
         // SAFETY: `output` came out of user_sql::run as an Out, copied out of its connection.
         return Ok(finish(me, id, output.map(|d| unsafe { Out::transferred(d) })));
@@ -316,6 +318,7 @@ fn finish(me: &str, id: &str, output: Option<Out>) -> Stepped {
         match done.len() {
             1 => {
                 workflow::announce(id, done.text(0, 1).as_deref());
+                stats::count(Counter::RunsSucceeded);
                 Stepped::Finished
             }
             _ => Stepped::Stopped,
@@ -405,6 +408,7 @@ pub fn record_failure(me: &str, id: &str, step: i32, failure: &Failure) {
         let ended = TIMED_OUT.run(c, &[i, error, m]);
         if !ended.is_empty() {
             workflow::announce(id, ended.text(0, 1).as_deref());
+            stats::count(Counter::RunsCancelled);
             return;
         }
         if let Some(a) = &attempt {
@@ -422,6 +426,7 @@ pub fn record_failure(me: &str, id: &str, step: i32, failure: &Failure) {
         let ended = GIVE_UP.run(c, &[i, error, m]);
         if !ended.is_empty() {
             workflow::announce(id, ended.text(0, 1).as_deref());
+            stats::count(Counter::RunsFailed);
         }
     });
 }

@@ -73,6 +73,7 @@ pub fn check_owner(workflow_id: &str, owner: Option<&str>, executor: Option<&str
 /// Checkpoints a step, after `ensure_live`.
 pub fn record(c: &Conn, workflow_id: &str, step: i32, step_name: &str, output: Option<Datum>, error: Option<Datum>) {
     PUT.run(c, &[text_datum(workflow_id), step.into_datum(), text_datum(step_name), output, error]);
+    crate::stats::count(crate::stats::Counter::StepsRecorded);
 }
 
 /// A step's checkpoint, if recorded: Some((output, error)), copied out of the connection.

@@ -4,6 +4,7 @@ use crate::error::{Result, WorkflowError};
 use crate::fmgr::{text_datum, Args, Field, Record};
 use crate::spi::{self, Conn, Out, Statement, INT4, INTERVAL, JSONB, TEXT};
 use crate::step::check_owner;
+use crate::stats::{self, Counter};
 use crate::{guc, queue, run_cache, sql, sql_function, wake};
 use pgrx::pg_sys::{Datum, INT8OID as INT8};
 use pgrx::IntoDatum;
@@ -189,6 +190,7 @@ fn start(args: &Args) -> Result<Record> {
         let parent = parent.as_deref().and_then(text_datum);
         let rows = insert.run(c, &[id_datum(&workflow_id), text_datum(&name), exec, input, timeout, parent]);
         if rows.len() == 1 {
+            stats::count(Counter::RunsStarted);
             run_cache::remember(&workflow_id, epoch, rows.int8(0, 1), executor.as_deref());
             return Ok(start_row(&workflow_id, "PENDING", None, None, 0, true, input.map(Out::argument)));
         }
@@ -253,6 +255,11 @@ fn claim(c: &Conn, workflow_id: &str, name: &str, executor: Option<&str>) -> Res
         }
     };
     let status = claimed.text(0, 1).unwrap_or_default();
+    if queue.is_none() {
+        // A replay (CLAIM_RUN) is a recovery attempt, and may be the one too many.
+        let dead = status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED";
+        stats::count(if dead { Counter::RunsDeadLettered } else { Counter::RunsRecovered });
+    }
     // A takeover ends the previous owner's cached claim everywhere (its epoch moves at our
     // commit, so there is nothing for this backend to remember either: the next step reads
     // the run once) and may free a queue slot.
@@ -310,6 +317,7 @@ fn complete(args: &Args, status: &'static str) -> Result<&'static str> {
             return Err(why_not_completed(c, &workflow_id, executor.as_deref()));
         }
         announce(&workflow_id, done.text(0, 1).as_deref());
+        stats::count(if status == "SUCCESS" { Counter::RunsSucceeded } else { Counter::RunsFailed });
         Ok(status)
     })
 }
@@ -330,6 +338,7 @@ fn cancel(args: &Args) -> Result<bool> {
         let cancelled = CANCEL.run(c, &[id_datum(&workflow_id)]);
         if cancelled.len() == 1 {
             UNREADY_LATE.run(c, &[id_datum(&workflow_id)]);
+            stats::count(Counter::RunsCancelled);
             announce(&workflow_id, cancelled.text(0, 1).as_deref());
             if cancelled.text(0, 2).is_some_and(|e| e.starts_with(crate::sql_worker::EXECUTOR_PREFIX)) {
                 crate::sql_step::interrupt_on_commit(c, &workflow_id);

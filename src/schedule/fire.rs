@@ -124,6 +124,7 @@ pub fn fire_due(c: &Conn) -> (i64, Option<i64>) {
             Err(e) => failed(c, name, &e.message, next),
         }
     }
+    crate::stats::add(crate::stats::Counter::ScheduleFires, fired as u64);
     (fired, NEXT_DUE.run(c, &[pg_time(Some(now))]).int8(0, 1))
 }
 

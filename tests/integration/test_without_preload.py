@@ -52,3 +52,14 @@ def test_wait_still_sees_a_later_finish(plain_server):
         waiter.wait_until_blocked(connect_fn=plain_server)
         c.execute("SELECT workflow.finish('p-3')")
     assert waiter.join() == [("SUCCESS",)]
+
+
+def test_stats_has_gauges_but_no_counters(plain_server):
+    with plain_server() as c:
+        c.execute("SELECT * FROM workflow.start('plain', NULL, 'p-stats')")
+        c.execute("SELECT workflow.step_put('p-stats', 1, 'one', '1')")
+        rows = c.execute("SELECT name, value, stats_reset FROM workflow.stats WHERE kind = 'counter'").fetchall()
+        assert len(rows) == 10 and all(value is None and since is None for _, value, since in rows)
+        assert c.execute("SELECT value FROM workflow.stats WHERE name = 'runs_pending' AND queue IS NULL"
+                         ).fetchone()[0] >= 1
+        assert c.execute("SELECT workflow.stats_reset()").fetchone()[0] is None
