@@ -248,8 +248,13 @@ impl From<Option<i32>> for Field {
     }
 }
 
-fn datums(row: Vec<Field>) -> (Vec<Datum>, Vec<bool>) {
-    let row: Vec<Option<Datum>> = row.into_iter().map(Field::into_datum).collect();
+/// A row's values and null flags, exactly `natts` of them: the declared row may have more
+/// columns than this library fills (a newer install script, run by a server that has not
+/// been restarted onto the newer library: those read NULL) or fewer (an older declaration
+/// of the function: the extra values are dropped). Never read past the end.
+fn datums(row: Vec<Field>, natts: usize) -> (Vec<Datum>, Vec<bool>) {
+    let mut row: Vec<Option<Datum>> = row.into_iter().map(Field::into_datum).collect();
+    row.resize(natts, None);
     (row.iter().map(|v| v.unwrap_or(Datum::from(0))).collect(), row.iter().map(Option::is_none).collect())
 }
 
@@ -258,15 +263,15 @@ pub struct Record(pub Vec<Field>);
 
 impl IntoReturn for Record {
     fn into_return(self, args: &Args) -> Datum {
-        let (mut values, mut nulls) = datums(self.0);
         // SAFETY: fcinfo is the current call's; the tuple descriptor comes from its declared
-        // result type, and values/nulls have one entry per OUT column.
+        // result type, and values/nulls have one entry per OUT column (`datums`).
         unsafe {
             let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
             let kind =
                 pg_sys::get_call_result_type(args.fcinfo(), std::ptr::null_mut(), &mut tupdesc);
             assert_eq!(kind, pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE, "function must return a record");
             let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
+            let (mut values, mut nulls) = datums(self.0, (*tupdesc).natts as usize);
             let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
         }
@@ -288,12 +293,13 @@ pub struct SetOf(pub Vec<Vec<Field>>);
 impl IntoReturn for SetOf {
     fn into_return(self, args: &Args) -> Datum {
         // SAFETY: fcinfo is the current call's, made by a set-returning function call; each
-        // row has one value per declared column.
+        // row has one value per declared column (`datums`).
         unsafe {
             pg_sys::InitMaterializedSRF(args.fcinfo(), 0);
             let rsinfo = (*args.fcinfo()).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+            let natts = (*(*rsinfo).setDesc).natts as usize;
             for row in self.0 {
-                let (mut values, mut nulls) = datums(row);
+                let (mut values, mut nulls) = datums(row, natts);
                 pg_sys::tuplestore_putvalues((*rsinfo).setResult, (*rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             }
         }

@@ -146,3 +146,19 @@ SELECT workflow.register_executor('trust-a') IS NOT NULL AS registered;
 SELECT workflow.create_queue('recreated', concurrency => 1);
 SELECT count(workflow.enqueue('recreated', 'job')) AS enqueued FROM generate_series(1, 5);
 SELECT count(*) AS claimed FROM workflow.dequeue('recreated', 'trust-a', 5);
+
+-- A declaration that does not match the library: a newer install script run by a server not
+-- yet restarted onto the newer library (or the reverse). Columns the library does not fill
+-- read NULL, values the declaration has no column for are dropped: nothing reads past a row.
+CREATE SCHEMA mismatch;
+CREATE FUNCTION mismatch.start_wider(name text, input jsonb DEFAULT NULL, INOUT workflow_id text DEFAULT NULL,
+    executor_id text DEFAULT NULL, timeout interval DEFAULT NULL, parent_id text DEFAULT NULL,
+    OUT status text, OUT output jsonb, OUT error jsonb, OUT last_step int, OUT claimed bool,
+    OUT run_input jsonb, OUT from_a_later_version text, OUT and_another int)
+RETURNS record LANGUAGE c AS '$libdir/pg_workflow', 'wf_start';
+CREATE FUNCTION mismatch.start_narrower(name text, input jsonb DEFAULT NULL, INOUT workflow_id text DEFAULT NULL,
+    OUT status text)
+RETURNS record LANGUAGE c AS '$libdir/pg_workflow', 'wf_start';
+SELECT * FROM mismatch.start_wider('mismatched', '[1]', 'mm-1');
+SELECT * FROM mismatch.start_narrower('mismatched', '[2]', 'mm-2');
+DROP SCHEMA mismatch CASCADE;
