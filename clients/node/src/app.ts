@@ -296,21 +296,23 @@ export class App {
     }
   }
 
+  /** The id of a run started or enqueued now: inside a workflow, a child's (`<parent>-<step>`,
+   *  taking the step's number synchronously, so ids follow call order); else the given one or
+   *  a random UUID. */
+  private childIds(given: string | undefined): { id: string; parent: ReturnType<typeof currentRun>; parentId: string | null } {
+    if (given !== undefined) checkName("workflowId", given);
+    const parent = currentRun();
+    if (!parent) return { id: given ?? randomUUID(), parent, parentId: null };
+    const n = parent.nextStep();
+    return { id: given ?? `${parent.workflowId}-${n}`, parent, parentId: parent.workflowId };
+  }
+
   private startNow<A extends unknown[], R>(wf: Workflow<A, R> | string, args: A | unknown[], opts: StartOptions): Promise<WorkflowHandle<Awaited<R>>> {
     // Synchronous up to the step number: a child's id follows call order.
     const def = this.workflowDef(wf as WorkflowRef);
     const encoded = encodeInput(args);
     const timeout = checkSeconds("timeout", opts.timeout);
-    const parent = currentRun();
-    let workflowId = opts.workflowId, parentId: string | null = null;
-    if (workflowId !== undefined) checkName("workflowId", workflowId);
-    if (parent) {
-      const n = parent.nextStep();
-      workflowId ??= `${parent.workflowId}-${n}`;
-      parentId = parent.workflowId;
-    }
-    workflowId ??= randomUUID();
-    const id = workflowId;
+    const { id, parent, parentId } = this.childIds(opts.workflowId);
     return (async () => {
       const running = this.local.get(id);
       if (running) return new WorkflowHandle<Awaited<R>>(this, id, running);
@@ -352,15 +354,7 @@ export class App {
     const delay = checkSeconds("delay", opts.delay), timeout = checkSeconds("timeout", opts.timeout);
     const priority = opts.priority ?? 0;
     if (!Number.isInteger(priority)) throw new TypeError(`priority must be an integer, not ${String(priority)}`);
-    const parent = currentRun();
-    let workflowId = opts.workflowId, parentId: string | null = null;
-    if (workflowId !== undefined) checkName("workflowId", workflowId);
-    if (parent) {
-      const n = parent.nextStep();
-      workflowId ??= `${parent.workflowId}-${n}`;
-      parentId = parent.workflowId;
-    }
-    const id = workflowId ?? randomUUID();
+    const { id, parent, parentId } = this.childIds(opts.workflowId);
     const params = [queue, def.name, encoded, id, priority, opts.deduplicationId ?? null, opts.partitionKey ?? null,
       delay, timeout, this.appVersion, parentId];
     return (async () => {
