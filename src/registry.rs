@@ -88,10 +88,8 @@ pub unsafe fn attach() {
     // SAFETY: called from the shared-memory startup hook, under AddinShmemInitLock; the named
     // tranche was requested in request_lock.
     unsafe {
-        let mut found = false;
-        let registry = pg_sys::ShmemInitStruct(c"pg_workflow registry".as_ptr(), SHMEM_SIZE, &mut found).cast::<Registry>();
-        if !found {
-            std::ptr::write_bytes(registry.cast::<u8>(), 0, SHMEM_SIZE);
+        let (registry, created) = crate::shmem::zeroed_struct::<Registry>(c"pg_workflow registry", SHMEM_SIZE);
+        if created {
             (*registry).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
         }
         LOCAL.registry.set(registry);

@@ -18,6 +18,23 @@ pub fn init() {
     }
 }
 
+/// Finds the shared structure `name` of `size` bytes, or creates it all zero bytes; returns it
+/// and whether this call created it (the caller then initialises what zero bytes do not).
+///
+/// # Safety
+/// Only from `attach` functions called by the startup hook below, under AddinShmemInitLock.
+pub unsafe fn zeroed_struct<T>(name: &std::ffi::CStr, size: usize) -> (*mut T, bool) {
+    // SAFETY: see above; the memory is `size` bytes, written before anyone reads it.
+    unsafe {
+        let mut found = false;
+        let ptr = pg_sys::ShmemInitStruct(name.as_ptr(), size, &mut found);
+        if !found {
+            std::ptr::write_bytes(ptr.cast::<u8>(), 0, size);
+        }
+        (ptr.cast::<T>(), !found)
+    }
+}
+
 // SAFETY: Postgres calls the hook once, in the postmaster, while shared memory is sized.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn request_shmem() {

@@ -105,11 +105,7 @@ pub unsafe fn attach() {
     // SAFETY: called from the shared-memory startup hook, under AddinShmemInitLock. All-zero
     // bytes are valid atomics and free slots.
     unsafe {
-        let mut found = false;
-        let table = pg_sys::ShmemInitStruct(c"pg_workflow stats".as_ptr(), SHMEM_SIZE, &mut found).cast::<Table>();
-        if !found {
-            std::ptr::write_bytes(table.cast::<u8>(), 0, SHMEM_SIZE);
-        }
+        let (table, _) = crate::shmem::zeroed_struct::<Table>(c"pg_workflow stats", SHMEM_SIZE);
         LOCAL.table.set(table);
     }
 }

@@ -49,14 +49,11 @@ pub const SHMEM_SIZE: usize = std::mem::size_of::<Board>();
 pub unsafe fn attach() {
     // SAFETY: called from the shared-memory startup hook, under AddinShmemInitLock.
     unsafe {
-        let mut found = false;
-        let board = pg_sys::ShmemInitStruct(c"pg_workflow wake board".as_ptr(), SHMEM_SIZE, &mut found).cast::<Board>();
-        if !found {
+        // Zero bytes are the epochs' start; the condition variables need their own init.
+        let (board, created) = crate::shmem::zeroed_struct::<Board>(c"pg_workflow wake board", SHMEM_SIZE);
+        if created {
             for slot in (*board).slots.iter_mut() {
                 pg_sys::ConditionVariableInit(slot);
-            }
-            for epoch in (*board).epochs.iter_mut() {
-                std::ptr::write(epoch, AtomicU64::new(0));
             }
         }
         SHARED.board.set(board);
