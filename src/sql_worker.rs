@@ -21,7 +21,7 @@ use crate::fmgr::{text_datum, Field};
 use crate::spi::{self, Statement, TEXT};
 use crate::sql_step::{self, Failure, Stepped};
 use crate::user_sql;
-use crate::{guc, recovery, sql, sql_app_version, wake, warn};
+use crate::{guc, recovery, sql, sql_app_version, sql_workflow, wake, warn};
 use pgrx::pg_sys;
 use pgrx::{FromDatum, PgTryBuilder};
 use std::cell::Cell;
@@ -44,9 +44,6 @@ static REGISTER: Statement = Statement::new(
       ON CONFLICT (executor_id) DO UPDATE SET app_version = EXCLUDED.app_version, last_heartbeat = now()"),
     &[TEXT],
 );
-
-static SCHEMA_PRESENT: Statement =
-    Statement::new(c"SELECT pg_catalog.to_regclass('workflow.sql_run') IS NOT NULL", &[]);
 
 /// The queues that hold claimable SQL runs: ready, or DELAYED and due (the claim promotes those).
 /// The ORDER BY and LIMIT make the ready_sql index the plan whatever the statistics say: when
@@ -173,7 +170,7 @@ fn register(me: &str) -> Option<usize> {
         return Some(0); // read-only for now: nothing to take back, nothing to claim
     }
     spi::connect(|c| {
-        if SCHEMA_PRESENT.run(c, &[]).bool(0, 1) != Some(true) {
+        if !sql_workflow::schema_has_them(c) {
             return None;
         }
         REGISTER.run(c, &[text_datum(me)]);
@@ -201,7 +198,7 @@ fn claim_next(me: &str, index: i32) -> Claim {
         return Claim::Nothing(None);
     }
     let queues: Option<Vec<String>> = spi::connect(|c| {
-        if SCHEMA_PRESENT.run(c, &[]).bool(0, 1) != Some(true) {
+        if !sql_workflow::schema_has_them(c) {
             return None;
         }
         let rows = QUEUES_WITH_WORK.run(c, &[]);
